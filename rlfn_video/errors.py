@@ -1,0 +1,33 @@
+"""Exceptions raised by rlfn_video. Front ends catch `RlfnError` and print its message."""
+
+
+class RlfnError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class UnknownModelError(RlfnError, ValueError):
+    pass
+
+
+class UnsupportedScaleError(RlfnError, ValueError):
+    pass
+
+
+class CheckpointError(RlfnError, ValueError):
+    """A weights file that cannot be read, or that does not match the requested model."""
+
+
+class UnsupportedInputError(RlfnError, ValueError):
+    """Missing, unreadable or unusable input (no video stream, not a media file, ...)."""
+
+
+class TruncatedInputError(RlfnError):
+    """The input stopped decoding early; the frames before the damage were processed."""
+
+
+class OutputError(RlfnError, OSError):
+    """The output cannot be written (exists, same as input, folder not writable, ...)."""
+
+
+class EncoderError(RlfnError, ValueError):
+    """The requested codec, pixel format or option is not available in this FFmpeg build."""

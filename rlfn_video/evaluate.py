@@ -1,0 +1,111 @@
+"""Super-resolution quality on benchmark sets, by the standard protocol of the SR literature.
+
+Protocol: SR output clamped and rounded to 8 bits; Y of BT.601 studio swing rounded to 8 bits
+(MATLAB `rgb2ycbcr` on uint8); `scale` pixels cropped from every border; PSNR against
+the HR image cropped to LR size x scale; SSIM with an 11x11 Gaussian (sigma 1.5) window. LR
+images come from the set's `LR_bicubic/X{scale}` folder when present, else from the HR by
+MATLAB-compatible bicubic (resize.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .colour import luma
+from .errors import UnsupportedInputError
+from .resize import downscale, imresize
+
+Upscaler = Callable[[torch.Tensor], torch.Tensor]  # (3,H,W) [0,1] -> (3,sH,sW) [0,1]
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    name: str
+    psnr: float
+    ssim: float
+
+
+def read_rgb(path: Path) -> torch.Tensor:
+    """(3, H, W) float64 in 0-255; greyscale and palette images become RGB."""
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB"), dtype=np.float64)
+    return torch.from_numpy(arr).permute(2, 0, 1)
+
+
+def y_channel(rgb255: torch.Tensor) -> torch.Tensor:
+    return luma(rgb255 / 255.0, matrix="bt601", full_range=False).round()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = torch.mean((a.double() - b.double()) ** 2).item()
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean SSIM of two (H, W) images in 0-255 ('valid' 11x11 Gaussian window, sigma 1.5)."""
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5**2))
+    g = g / g.sum()
+    win = (g[:, None] * g[None, :])[None, None]
+    x, y = a.double()[None, None], b.double()[None, None]
+    mx, my = F.conv2d(x, win), F.conv2d(y, win)
+    sxx = F.conv2d(x * x, win) - mx**2
+    syy = F.conv2d(y * y, win) - my**2
+    sxy = F.conv2d(x * y, win) - mx * my
+    m = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+    return m.mean().item()
+
+
+def score(sr255: torch.Tensor, hr255: torch.Tensor, scale: int) -> tuple[float, float]:
+    """Y-PSNR and SSIM of an 8-bit SR image against its HR, borders of `scale` px cropped."""
+    ys, yh = y_channel(sr255), y_channel(hr255)
+    c = scale
+    ys, yh = ys[c:-c, c:-c], yh[c:-c, c:-c]
+    return psnr(ys, yh), ssim(ys, yh)
+
+
+def pairs(data: Path, scale: int) -> list[tuple[str, Path, Path | None]]:
+    """(name, HR path, LR path or None) for a set folder laid out as HR/ + LR_bicubic/X{s}/."""
+    data = Path(data)
+    hr_dir = data / "HR" if (data / "HR").is_dir() else data
+    files = sorted(p for p in hr_dir.iterdir() if p.suffix.lower() in {".png", ".bmp", ".jpg", ".jpeg"}) \
+        if hr_dir.is_dir() else []
+    if not files:
+        raise UnsupportedInputError(f"no HR images found in {hr_dir}")
+    lr_dir = data / "LR_bicubic" / f"X{scale}"
+    out = []
+    for hr in files:
+        lr = lr_dir / f"{hr.stem}x{scale}{hr.suffix}"
+        out.append((hr.stem, hr, lr if lr.is_file() else None))
+    return out
+
+
+def bicubic_upscaler(scale: int) -> Upscaler:
+    """MATLAB-bicubic upscaling, the baseline every SR table lists."""
+    return lambda lr: imresize(lr * 255.0, scale).div(255.0)
+
+
+def evaluate(upscale: Upscaler, data: Path, scale: int) -> list[ImageScore]:
+    results = []
+    for name, hr_path, lr_path in pairs(data, scale):
+        hr = read_rgb(hr_path)
+        lr = read_rgb(lr_path) if lr_path else downscale(hr, scale, quantize=True)
+        hr = hr[:, : lr.shape[1] * scale, : lr.shape[2] * scale]
+        if hr.shape[1:] != (lr.shape[1] * scale, lr.shape[2] * scale):
+            raise UnsupportedInputError(f"{name}: LR {tuple(lr.shape[1:])} x{scale} is larger than HR {tuple(hr.shape[1:])}")
+        sr = upscale(lr.float() / 255.0).double().clamp(0, 1).mul(255).round().cpu()
+        p, s = score(sr, hr, scale)
+        results.append(ImageScore(name, p, s))
+    return results
+
+
+def mean(scores: list[ImageScore]) -> tuple[float, float]:
+    return float(np.mean([s.psnr for s in scores])), float(np.mean([s.ssim for s in scores]))

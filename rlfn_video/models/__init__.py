@@ -1,0 +1,53 @@
+"""RLFN networks, checkpoint loading and the shipped weights."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..devices import resolve_device
+from ..errors import CheckpointError
+from .checkpoint import Checkpoint, build_model, read_checkpoint, save_checkpoint
+from .descriptor import ModelDescriptor
+from .rlfn import RLFN, SCALES, VARIANTS, Arch, arch_for
+from .zoo import DEFAULT_MODEL, embedded_weights
+
+__all__ = ["RLFN", "Arch", "Checkpoint", "ModelDescriptor", "SCALES", "VARIANTS", "arch_for", "build_model",
+           "load_model", "read_checkpoint", "save_checkpoint"]
+
+
+def load_model(
+    scale: int | None = 4,
+    model: str | None = DEFAULT_MODEL,
+    weights: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    half: bool = False,
+) -> ModelDescriptor:
+    """A ready, eval-mode model: [0, 1] RGB in, clamped [0, 1] out.
+
+    `weights=None` takes the embedded weights for `model` (default rlfn_s) at `scale`. With a
+    weights file, `model`/`scale` may be None to take them from the file; if given, they must
+    match it, or a `CheckpointError` says what differs.
+    """
+    if weights is None:
+        model = model or DEFAULT_MODEL
+        if scale is None:
+            raise CheckpointError("scale is required when using the embedded weights")
+        weights = embedded_weights(model, scale)
+    ckpt = read_checkpoint(weights)
+    if model is not None:
+        want = arch_for(model, ckpt.arch.scale if scale is None else scale)
+        got = ckpt.arch
+        diffs = [f"{f} {getattr(got, f)} (asked {getattr(want, f)})"
+                 for f in ("channels", "mid_channels", "blocks", "scale") if getattr(got, f) != getattr(want, f)]
+        if diffs:
+            name = ckpt.variant or "a custom RLFN"
+            raise CheckpointError(f"{weights} holds {name} x{got.scale}, not {model} x{want.scale}: {', '.join(diffs)}")
+    elif scale is not None and scale != ckpt.arch.scale:
+        raise CheckpointError(f"{weights} is a x{ckpt.arch.scale} model, asked for x{scale}")
+    net = build_model(ckpt)
+    desc = ModelDescriptor(net, value_range=ckpt.value_range, name=f"{ckpt.variant or 'rlfn-custom'}_x{ckpt.arch.scale}",
+                           meta=ckpt.meta)
+    dev = resolve_device(device)
+    return desc.to(device=dev, dtype=torch.float16 if half else torch.float32).eval().requires_grad_(False)

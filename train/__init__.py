@@ -1,0 +1,1 @@
+"""Training code for the shipped RLFN weights (run with `python -m train`)."""

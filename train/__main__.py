@@ -1,0 +1,60 @@
+"""`python -m train stage ...` runs (or resumes) one training stage; `export` ships its weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import torch
+import typer
+
+from .trainer import Stage, StageConfig
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False)
+
+
+@app.callback()
+def main() -> None:
+    """Train RLFN models."""
+
+
+@app.command()
+def stage(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder; resumes from its last.pt if present.")],
+    data: Annotated[list[Path], typer.Option(help="Image folder(s) to train on.")],
+    model: str = "rlfn_s",
+    scale: int = 4,
+    patch: Annotated[int, typer.Option(help="LR patch side in pixels.")] = 32,
+    batch: int = 16,
+    steps: int = 1000,
+    lr: float = 5e-4,
+    seed: int = 0,
+    init: Annotated[Optional[Path], typer.Option(help="Warm start from these weights.")] = None,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
+) -> None:
+    """Train one L1 stage."""
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = StageConfig(model=model, scale=scale, data=[str(d) for d in data], patch=patch, batch=batch,
+                      steps=steps, lr=lr, seed=seed, init=str(init) if init else None)
+    st = Stage(cfg, run_dir)
+    if st.skipped:
+        typer.echo(f"warm start: kept initial values for {', '.join(st.skipped)}", err=True)
+    st.run(on_log=lambda r: typer.echo(r, err=True))
+
+
+@app.command("export")
+def export_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders of the stages, first to last.")],
+    out: Annotated[Path, typer.Option(help="Weights file to write, e.g. rlfn_video/weights/rlfn_s_x4.pth.")],
+    device_note: Annotated[Optional[str], typer.Option(help="Where the stages ran (default: this machine).")] = None,
+) -> None:
+    """Write shipped weights (our format, metadata, Set5/Set14 scores) from the last stage's run."""
+    from .export import export
+
+    meta = export(runs, out, device_note=device_note)
+    typer.echo(f"{out}: {meta['steps']} steps, {meta['minutes']} min, {meta['eval']}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,53 @@
+"""Turn a training run into shipped weights: our checkpoint format with a model card in its metadata."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import torch
+
+from rlfn_video.engine import Engine
+from rlfn_video.evaluate import evaluate, mean
+from rlfn_video.models import ModelDescriptor, RLFN, arch_for, read_checkpoint, save_checkpoint
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
+
+
+def machine() -> str:
+    return f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, torch {torch.__version__}".replace("  ", " ")
+
+
+def score_sets(engine: Engine, scale: int, sets: list[Path]) -> dict:
+    out = {}
+    for folder in sets:
+        if folder.is_dir():
+            p, s = mean(evaluate(engine, folder, scale))
+            out[folder.name] = {"psnr": round(p, 3), "ssim": round(s, 4)}
+    return out
+
+
+def export(run_dirs: list[Path], out: Path, *, device_note: str | None = None) -> dict:
+    """Weights of the last run; metadata summing up every stage that led to them."""
+    stages = []
+    for run in run_dirs:
+        ck = torch.load(Path(run) / "last.pt", map_location="cpu", weights_only=True)
+        cfg = ck["config"]
+        stages.append({"run": Path(run).name, "loss": "l1", "steps": ck["step"], "minutes": round(ck["elapsed"] / 60, 1),
+                       "patch": cfg["patch"], "batch": cfg["batch"], "lr": cfg["lr"], "init": cfg["init"],
+                       "data": cfg["data"], "device": device_note or machine()})
+    cfg = ck["config"]
+    net = RLFN(arch_for(cfg["model"], cfg["scale"]))
+    net.load_state_dict(ck["model"])
+    desc = ModelDescriptor(net, value_range=1.0, name=f"{cfg['model']}_x{cfg['scale']}")
+    scores = score_sets(Engine(desc, device="cpu", half=False), cfg["scale"], [BENCHMARKS / "Set5", BENCHMARKS / "Set14"])
+    meta = {
+        "training_data": sorted({Path(d).name for s in stages for d in s["data"]}),
+        "steps": sum(s["steps"] for s in stages),
+        "minutes": round(sum(s["minutes"] for s in stages), 1),
+        "stages": stages,
+        "eval": scores,
+    }
+    save_checkpoint(out, net, value_range=1.0, meta=meta)
+    read_checkpoint(out)  # round trip: what we ship must load
+    return meta
