@@ -10,6 +10,8 @@ import typer
 
 from .trainer import Stage, StageConfig
 
+DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 
@@ -41,6 +43,22 @@ def stage(
     if st.skipped:
         typer.echo(f"warm start: kept initial values for {', '.join(st.skipped)}", err=True)
     st.run(on_log=lambda r: typer.echo(r, err=True))
+
+
+@app.command()
+def recipe(
+    path: Annotated[Path, typer.Argument(help="Recipe file, e.g. train/recipes/rlfn_s_x4.toml.")],
+    runs: Annotated[Path, typer.Option(help="Folder for the stages' run folders.")] = Path("runs"),
+    data_root: Annotated[Path, typer.Option(help="Folder the recipe's `data` entries are relative to.")] = DATA_ROOT,
+    stage: Annotated[Optional[str], typer.Option(help="Run only this stage.")] = None,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
+) -> None:
+    """Run a recipe's stages in order; rerun to resume after an interruption."""
+    from .recipe import run_recipe
+
+    if threads:
+        torch.set_num_threads(threads)
+    run_recipe(path, runs, data_root, only=stage, on_log=lambda r: typer.echo(r, err=True))
 
 
 @app.command("export")

@@ -10,15 +10,18 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from rlfn_video.models.checkpoint import detect_arch
 from rlfn_video.models.rlfn import RLFN, arch_for
+from rlfn_video.resize import imresize
 
 from .data import PatchSampler, load_images
+from .losses import make_loss
+from .prune import prune
 
 
 @dataclass
@@ -33,6 +36,8 @@ class StageConfig:
     lr_min: float = 1e-6
     seed: int = 0
     init: str | None = None  # warm start: weights of an earlier run (upsampler skipped if scale differs)
+    loss: str = "l1"  # l1, mse or l1+contrastive (losses.py)
+    prune_to: list[int] | None = None  # [channels, mid_channels]: prune the init weights first (prune.py)
     checkpoint_every: int = 200
     log_every: int = 50
 
@@ -43,10 +48,14 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _warm_start(model: RLFN, path: str) -> list[str]:
-    """Copy every tensor whose name and shape match; returns the names left at their init."""
+def _load_weights(path: str) -> dict[str, torch.Tensor]:
+    """Weights of a run's last.pt or of a shipped checkpoint."""
     state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("model", state)
+    return state.get("model") or state.get("state_dict") or state
+
+
+def _warm_start(model: RLFN, state: dict[str, torch.Tensor]) -> list[str]:
+    """Copy every tensor whose name and shape match; returns the names left at their init."""
     own = model.state_dict()
     skipped = [k for k in own if k not in state or state[k].shape != own[k].shape]
     model.load_state_dict({k: v for k, v in state.items() if k in own and k not in skipped}, strict=False)
@@ -60,8 +69,14 @@ class Stage:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         c = config
         torch.manual_seed(c.seed)  # deterministic initial weights
-        self.model = RLFN(arch_for(c.model, c.scale))
-        self.skipped = _warm_start(self.model, c.init) if c.init else []
+        init = _load_weights(c.init) if c.init else None
+        # A warm start keeps the width of the weights it starts from (they may be pruned).
+        arch = replace(detect_arch(init), scale=c.scale) if init else arch_for(c.model, c.scale)
+        self.model = RLFN(arch)
+        self.skipped = _warm_start(self.model, init) if init else []
+        if c.prune_to:
+            self.model = prune(self.model, *c.prune_to)
+        self.loss_fn = make_loss(c.loss)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=c.lr, betas=(0.9, 0.99))
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=c.steps, eta_min=c.lr_min)
         self.gen = torch.Generator().manual_seed(c.seed)
@@ -76,7 +91,8 @@ class Stage:
 
     def _resume(self) -> None:
         ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
-        if ck["config"] != asdict(self.config):
+        saved = {**asdict(StageConfig()), **ck["config"]}  # fields added since default
+        if saved != asdict(self.config):
             raise ValueError(f"{self.ckpt_path} was made with a different config: {ck['config']}")
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
@@ -103,9 +119,6 @@ class Stage:
         with open(self.run_dir / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def loss(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        return F.l1_loss(sr, hr)
-
     def run(self, max_steps: int | None = None, on_log=None) -> None:
         """Train until `config.steps` (or `max_steps` more steps); checkpoint on the way and at exit."""
         c = self.config
@@ -115,7 +128,8 @@ class Stage:
         try:
             while self.step < stop:
                 lr_img, hr = self.sampler.sample(self.gen)
-                loss = self.loss(self.model(lr_img), hr)
+                neg = imresize(lr_img, c.scale) if c.loss == "l1+contrastive" else None  # bicubic negative
+                loss = self.loss_fn(self.model(lr_img), hr, neg)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt.step()
