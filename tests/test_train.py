@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from rlfn_video.models import load_model
-from train.trainer import Stage, StageConfig
+from train.trainer import Runtime, Stage, StageConfig
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +37,18 @@ def test_stage_changes_weights_and_skips_small_images(tmp_path, image_dir):
     assert (tmp_path / "run" / "log.jsonl").read_text().count("\n") == 2
 
 
-def test_resume_after_stop_is_bit_identical(tmp_path, image_dir):
-    whole = Stage(_cfg(image_dir), tmp_path / "whole")
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_resume_after_stop_is_bit_identical(tmp_path, image_dir, prefetch):
+    rt = Runtime(prefetch=prefetch)
+    whole = Stage(_cfg(image_dir, steps=5), tmp_path / "whole", runtime=Runtime(prefetch=0))
     whole.run()
-    part = Stage(_cfg(image_dir), tmp_path / "part")
+    part = Stage(_cfg(image_dir, steps=5), tmp_path / "part", runtime=rt)
     part.run(max_steps=2)  # a forced stop: the checkpoint is all that survives
     del part
-    resumed = Stage(_cfg(image_dir), tmp_path / "part")
+    resumed = Stage(_cfg(image_dir, steps=5), tmp_path / "part", runtime=rt)
     assert resumed.step == 2
-    resumed.run()
+    resumed.run(max_steps=1)
+    resumed.run()  # the same object continues too (prefetched batches are rewound)
     for k, v in whole.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
 
@@ -70,3 +73,93 @@ def test_warm_start_across_scales_and_export(tmp_path, image_dir):
     assert meta["steps"] == 8 and [s["steps"] for s in meta["stages"]] == [4, 4]
     desc = load_model(scale=3, model="rlfn_s", weights=out)
     assert desc.value_range == 1.0 and desc.meta["stages"][1]["init"].endswith("last.pt")
+
+
+def test_contrastive_loss_documented_values():
+    from train.losses import ContrastiveLoss
+
+    cl = ContrastiveLoss()
+    g = torch.Generator().manual_seed(0)
+    anchor = torch.rand(2, 3, 24, 24, generator=g)
+    near_neg = anchor + 0.1 * torch.randn(2, 3, 24, 24, generator=g)
+    far_neg = anchor + 0.5 * torch.randn(2, 3, 24, 24, generator=g)
+    pos = anchor + 0.05 * torch.randn(2, 3, 24, 24, generator=g)
+    assert cl(anchor, anchor, near_neg).item() == 0.0  # positive = anchor
+    assert cl(anchor, pos, far_neg) < cl(anchor, pos, near_neg)  # farther negative, lower loss
+    # frozen extractor: gradients reach the anchor only
+    a = anchor.clone().requires_grad_(True)
+    cl(a, pos, near_neg).backward()
+    assert a.grad.abs().sum() > 0 and all(p.grad is None for p in cl.parameters())
+
+
+def test_prune_shapes_function_and_load(tmp_path):
+    from rlfn_video.models import RLFN, arch_for, save_checkpoint
+    from train.prune import prune
+
+    torch.manual_seed(0)
+    big = RLFN(arch_for("rlfn_s", 4))
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        assert torch.equal(prune(big, 48, 48)(x), big(x))  # keeping every channel changes nothing
+    small = prune(big, 46, 48)
+    assert small.conv_1.weight.shape == (46, 3, 3, 3) and small.block_1.c1_r.weight.shape == (48, 46, 3, 3)
+    assert small.block_6.esa.conv1.weight.shape == (16, 46, 1, 1) and small.upsampler[0].weight.shape == (48, 46, 3, 3)
+    path = tmp_path / "pruned.pth"
+    save_checkpoint(path, small, value_range=1.0, meta={})
+    desc = load_model(scale=4, model=None, weights=path)
+    assert desc(x).shape == (1, 3, 96, 96)
+
+
+RECIPE = """
+model = "rlfn_s"
+scale = 2
+data = ["{data}"]
+patch = 16
+batch = 2
+checkpoint_every = 2
+log_every = 2
+
+[[stages]]
+name = "l1"
+steps = 3
+[[stages]]
+name = "warm"
+steps = 2
+[[stages]]
+name = "contrastive"
+loss = "l1+contrastive"
+steps = 2
+[[stages]]
+name = "prune"
+prune_to = [40, 44]
+steps = 2
+[[stages]]
+name = "mse"
+loss = "mse"
+lr = 1e-5
+steps = 2
+"""
+
+
+def test_recipe_runs_every_stage_and_resumes(tmp_path, image_dir):
+    from train.recipe import load_recipe, run_recipe
+
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(RECIPE.replace("{data}", image_dir.name))
+    root = image_dir.parent
+    plan = load_recipe(recipe, tmp_path / "runs", root)
+    assert [n for n, _, _ in plan] == ["l1", "warm", "contrastive", "prune", "mse"]
+    assert plan[0][1].init is None and plan[2][1].init.endswith("warm/last.pt")
+    run_recipe(recipe, tmp_path / "runs", root, only="l1")
+    first = torch.load(tmp_path / "runs/tiny/l1/last.pt", weights_only=True)["model"]
+    run_recipe(recipe, tmp_path / "runs", root)  # skips the finished stage, runs the rest
+    assert torch.equal(torch.load(tmp_path / "runs/tiny/l1/last.pt", weights_only=True)["model"]["conv_1.weight"],
+                       first["conv_1.weight"])
+    states = {n: torch.load(tmp_path / f"runs/tiny/{n}/last.pt", weights_only=True) for n, _, _ in plan}
+    assert all(s["step"] == c.steps for (n, c, _), s in zip(plan, states.values()))
+    # every stage moved the weights it started from
+    for (prev, _, _), (name, _, _) in zip(plan, plan[1:]):
+        if name != "prune":
+            assert not torch.equal(states[prev]["model"]["conv_1.weight"], states[name]["model"]["conv_1.weight"])
+    assert states["prune"]["model"]["conv_1.weight"].shape[0] == 40
+    assert states["mse"]["model"]["block_1.c1_r.weight"].shape[:2] == (44, 40)

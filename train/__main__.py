@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import torch
 import typer
 
-from .trainer import Stage, StageConfig
+from .trainer import Runtime, Stage, StageConfig
 
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
 
@@ -32,14 +32,22 @@ def stage(
     lr: float = 5e-4,
     seed: int = 0,
     init: Annotated[Optional[Path], typer.Option(help="Warm start from these weights.")] = None,
+    loss: Annotated[str, typer.Option(help="l1, mse or l1+contrastive.")] = "l1",
+    prune_to: Annotated[Optional[str], typer.Option(help="Prune the init weights to C,M channels first.")] = None,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda[:N]; on CUDA the data set stays on the GPU.")] = "cpu",
+    amp: Annotated[Optional[str], typer.Option(help="Mixed precision on CUDA: bf16 or fp16.")] = None,
+    channels_last: Annotated[bool, typer.Option(help="channels_last memory format.")] = False,
+    compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = False,
+    prefetch: Annotated[int, typer.Option(help="Batches a worker thread prepares ahead (0: inline).")] = 2,
 ) -> None:
-    """Train one L1 stage."""
+    """Train one stage."""
     if threads:
         torch.set_num_threads(threads)
     cfg = StageConfig(model=model, scale=scale, data=[str(d) for d in data], patch=patch, batch=batch,
-                      steps=steps, lr=lr, seed=seed, init=str(init) if init else None)
-    st = Stage(cfg, run_dir)
+                      steps=steps, lr=lr, seed=seed, init=str(init) if init else None, loss=loss,
+                      prune_to=[int(v) for v in prune_to.split(",")] if prune_to else None)
+    st = Stage(cfg, run_dir, runtime=Runtime(device, amp, channels_last, compile, prefetch))
     if st.skipped:
         typer.echo(f"warm start: kept initial values for {', '.join(st.skipped)}", err=True)
     st.run(on_log=lambda r: typer.echo(r, err=True))
@@ -52,13 +60,19 @@ def recipe(
     data_root: Annotated[Path, typer.Option(help="Folder the recipe's `data` entries are relative to.")] = DATA_ROOT,
     stage: Annotated[Optional[str], typer.Option(help="Run only this stage.")] = None,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda[:N]; on CUDA the data set stays on the GPU.")] = "cpu",
+    amp: Annotated[Optional[str], typer.Option(help="Mixed precision on CUDA: bf16 or fp16.")] = None,
+    channels_last: Annotated[bool, typer.Option(help="channels_last memory format.")] = False,
+    compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = False,
+    prefetch: Annotated[int, typer.Option(help="Batches a worker thread prepares ahead (0: inline).")] = 2,
 ) -> None:
     """Run a recipe's stages in order; rerun to resume after an interruption."""
     from .recipe import run_recipe
 
     if threads:
         torch.set_num_threads(threads)
-    run_recipe(path, runs, data_root, only=stage, on_log=lambda r: typer.echo(r, err=True))
+    run_recipe(path, runs, data_root, only=stage, runtime=Runtime(device, amp, channels_last, compile, prefetch),
+               on_log=lambda r: typer.echo(r, err=True))
 
 
 @app.command("export")

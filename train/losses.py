@@ -52,7 +52,7 @@ class ContrastiveLoss(nn.Module):
         return loss
 
 
-def make_loss(name: str):
+def make_loss(name: str, device: torch.device | str = "cpu"):
     """`l1`, `mse` or `l1+contrastive`; f(sr, hr, lr_up) on [0, 1] images.
 
     The paper weights L1 + 255 x CL with L1 in 0-255 units; on [0, 1] images that is
@@ -62,6 +62,6 @@ def make_loss(name: str):
     if name == "mse":
         return lambda sr, hr, neg: F.mse_loss(sr, hr)
     if name == "l1+contrastive":
-        cl = ContrastiveLoss()
+        cl = ContrastiveLoss().to(device)
         return lambda sr, hr, neg: F.l1_loss(sr, hr) + cl(sr, hr, neg)
     raise ValueError(f"unknown loss {name!r}; choose l1, mse or l1+contrastive")

@@ -2,8 +2,8 @@
 
 Top-level keys are defaults for every stage (model, scale, data, patch, batch, lr, ...); each
 `[[stages]]` entry names a stage and overrides what it needs (loss, steps, lr, prune_to, init).
-A stage warm-starts from the previous stage's weights unless it sets `init` itself (a path, or
-"none"). Stage NAME runs in RUNS/<recipe>/<NAME>; a finished stage is skipped and an interrupted
+A stage warm-starts from the previous stage's weights unless it sets `init` itself: a weights
+file, another recipe's stage as "RECIPE/STAGE" (its RUNS/RECIPE/STAGE/last.pt), or "none". Stage NAME runs in RUNS/<recipe>/<NAME>; a finished stage is skipped and an interrupted
 one resumes exactly, so rerunning the same command continues the recipe where it stopped.
 """
 
@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import fields
 from pathlib import Path
 
-from .trainer import Stage, StageConfig
+from .trainer import Runtime, Stage, StageConfig
 
 _FIELDS = {f.name for f in fields(StageConfig)}
 
@@ -45,12 +45,15 @@ def load_recipe(path: Path, runs: Path, data_root: Path) -> list[tuple[str, Stag
             cfg["init"] = None
         elif init is None and prev is not None:
             cfg["init"] = str(prev / "last.pt")
+        elif init is not None and Path(init).suffix not in (".pt", ".pth"):
+            cfg["init"] = str(runs / init / "last.pt")
         out.append((name, StageConfig(**cfg), run_dir))
         prev = run_dir
     return out
 
 
-def run_recipe(path: Path, runs: Path, data_root: Path, *, only: str | None = None, on_log=None) -> list[Path]:
+def run_recipe(path: Path, runs: Path, data_root: Path, *, only: str | None = None, runtime: Runtime | None = None,
+               on_log=None) -> list[Path]:
     """Run (or resume) the recipe's stages; returns the run folders, first to last."""
     plan = load_recipe(path, runs, data_root)
     names = [n for n, _, _ in plan]
@@ -59,7 +62,7 @@ def run_recipe(path: Path, runs: Path, data_root: Path, *, only: str | None = No
     for name, cfg, run_dir in plan:
         if only is not None and name != only:
             continue
-        stage = Stage(cfg, run_dir)
+        stage = Stage(cfg, run_dir, runtime=runtime)
         if stage.step < cfg.steps:
             stage.run(on_log=(lambda r, n=name: on_log({"stage": n, **r})) if on_log else None)
     return [d for _, _, d in plan]

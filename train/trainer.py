@@ -1,14 +1,19 @@
-"""One training stage: L1 + Adam + cosine schedule, checkpoints that resume bit-exactly.
+"""One training stage: a loss, Adam with a cosine schedule, checkpoints that resume bit-exactly.
 
 The run directory holds `last.pt` (weights, optimizer, scheduler, step, generator state,
 config) and `log.jsonl`. Starting a stage whose `last.pt` exists resumes it; a different
 config is refused so a resumed run is always the run that was started.
+
+`StageConfig` is what defines the result; `Runtime` is how fast it gets there (device, mixed
+precision, channels_last, torch.compile, prefetching) and may change between resumes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -42,6 +47,15 @@ class StageConfig:
     log_every: int = 50
 
 
+@dataclass
+class Runtime:
+    device: str = "cpu"
+    amp: str | None = None  # "bf16" or "fp16" autocast (CUDA); None: fp32
+    channels_last: bool = False
+    compile: bool = False
+    prefetch: int = 2  # batches drawn ahead by a worker thread; 0: draw in the training loop
+
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -62,9 +76,60 @@ def _warm_start(model: RLFN, state: dict[str, torch.Tensor]) -> list[str]:
     return skipped
 
 
+class _Batches:
+    """Batches in generator order, each with the generator state after it was drawn.
+
+    With `prefetch`, a worker thread draws ahead (crop, augment, bicubic LR) while the model
+    trains; the order and the states are the same as drawing inline, so checkpoints store the
+    state after the last *consumed* batch and a resume is exact either way.
+    """
+
+    def __init__(self, sampler: PatchSampler, gen: torch.Generator, prefetch: int):
+        self.sampler, self.gen = sampler, gen
+        self.q: queue.Queue | None = None
+        if prefetch > 0:
+            self.q = queue.Queue(maxsize=prefetch)
+            self.stop = threading.Event()
+            self.thread = threading.Thread(target=self._work, daemon=True, name="train-data")
+            self.thread.start()
+
+    def _draw(self):
+        lr, hr = self.sampler.sample(self.gen)
+        return lr, hr, self.gen.get_state()
+
+    def _work(self) -> None:
+        try:
+            while not self.stop.is_set():
+                item = self._draw()
+                while not self.stop.is_set():
+                    try:
+                        self.q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        pass
+        except BaseException as e:  # noqa: BLE001 - re-raised in the training loop
+            self.q.put(e)
+
+    def next(self):
+        if self.q is None:
+            return self._draw()
+        item = self.q.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        if self.q is not None:
+            self.stop.set()
+            self.thread.join()
+
+
 class Stage:
-    def __init__(self, config: StageConfig, run_dir: Path, *, images: list[torch.Tensor] | None = None):
+    def __init__(self, config: StageConfig, run_dir: Path, *, runtime: Runtime | None = None,
+                 images: list[torch.Tensor] | None = None):
         self.config = config
+        self.rt = runtime or Runtime()
+        self.device = torch.device(self.rt.device)
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         c = config
@@ -72,11 +137,14 @@ class Stage:
         init = _load_weights(c.init) if c.init else None
         # A warm start keeps the width of the weights it starts from (they may be pruned).
         arch = replace(detect_arch(init), scale=c.scale) if init else arch_for(c.model, c.scale)
-        self.model = RLFN(arch)
-        self.skipped = _warm_start(self.model, init) if init else []
+        model = RLFN(arch)
+        self.skipped = _warm_start(model, init) if init else []
         if c.prune_to:
-            self.model = prune(self.model, *c.prune_to)
-        self.loss_fn = make_loss(c.loss)
+            model = prune(model, *c.prune_to)
+        self.model = model.to(self.device)
+        if self.rt.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.loss_fn = make_loss(c.loss, self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=c.lr, betas=(0.9, 0.99))
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=c.steps, eta_min=c.lr_min)
         self.gen = torch.Generator().manual_seed(c.seed)
@@ -84,10 +152,13 @@ class Stage:
         self.elapsed = 0.0
         if images is None:
             images = load_images([Path(d) for d in c.data], min_size=c.patch * c.scale)
+        # On a GPU the whole set stays resident there: crops, flips and the bicubic LR run on it.
+        images = [im.to(self.device) for im in images]
         self.sampler = PatchSampler(images, c.patch, c.scale, c.batch)
         self.ckpt_path = self.run_dir / "last.pt"
         if self.ckpt_path.exists():
             self._resume()
+        self.forward = torch.compile(self.model) if self.rt.compile else self.model
 
     def _resume(self) -> None:
         ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
@@ -101,13 +172,14 @@ class Stage:
         self.step = ck["step"]
         self.elapsed = ck["elapsed"]
 
-    def save(self) -> None:
+    def save(self, rng_state: torch.Tensor | None = None) -> None:
+        """Checkpoint; `rng_state` is the generator state where the next unconsumed batch starts."""
         _atomic_save(
             {
-                "model": self.model.state_dict(),
+                "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
                 "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(),
-                "rng": self.gen.get_state(),
+                "rng": self.gen.get_state() if rng_state is None else rng_state,
                 "step": self.step,
                 "elapsed": self.elapsed,
                 "config": asdict(self.config),
@@ -119,36 +191,57 @@ class Stage:
         with open(self.run_dir / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def _autocast(self):
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.rt.amp or "")
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def train_step(self, lr_img: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if self.rt.channels_last:
+            lr_img = lr_img.contiguous(memory_format=torch.channels_last)
+        neg = imresize(lr_img, c.scale) if c.loss == "l1+contrastive" else None  # bicubic negative
+        with self._autocast():
+            sr = self.forward(lr_img)
+        loss = self.loss_fn(sr.float(), hr, neg)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        return loss.detach()
+
     def run(self, max_steps: int | None = None, on_log=None) -> None:
-        """Train until `config.steps` (or `max_steps` more steps); checkpoint on the way and at exit."""
+        """Train until `config.steps` (or `max_steps` more steps); checkpoint on the way and at exit.
+
+        Log records carry iterations/s and the share of wall time spent waiting for data."""
         c = self.config
         stop = c.steps if max_steps is None else min(c.steps, self.step + max_steps)
+        if self.step >= stop:
+            return
         self.model.train()
-        running, t0 = 0.0, time.perf_counter()
+        batches = _Batches(self.sampler, self.gen, self.rt.prefetch)
+        losses, waited, t0, n0 = [], 0.0, time.perf_counter(), self.step
+        rng_after = self.gen.get_state()
         try:
             while self.step < stop:
-                lr_img, hr = self.sampler.sample(self.gen)
-                neg = imresize(lr_img, c.scale) if c.loss == "l1+contrastive" else None  # bicubic negative
-                loss = self.loss_fn(self.model(lr_img), hr, neg)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt.step()
-                self.sched.step()
+                tw = time.perf_counter()
+                lr_img, hr, rng_after = batches.next()
+                waited += time.perf_counter() - tw
+                losses.append(self.train_step(lr_img, hr))
                 self.step += 1
-                running += loss.item()
                 if self.step % c.log_every == 0 or self.step == stop:
                     now = time.perf_counter()
                     self.elapsed += now - t0
-                    t0 = now
-                    n = c.log_every if self.step % c.log_every == 0 else (self.step % c.log_every)
-                    rec = {"step": self.step, "loss": running / n, "lr": self.sched.get_last_lr()[0],
-                           "elapsed_s": round(self.elapsed, 1)}
-                    running = 0.0
+                    rec = {"step": self.step, "loss": torch.stack(losses).mean().item(),
+                           "lr": self.sched.get_last_lr()[0], "it_s": round((self.step - n0) / (now - t0), 3),
+                           "data_share": round(waited / (now - t0), 3), "elapsed_s": round(self.elapsed, 1)}
+                    losses, waited, t0, n0 = [], 0.0, now, self.step
                     self._log(rec)
                     if on_log:
                         on_log(rec)
                 if self.step % c.checkpoint_every == 0:
-                    self.save()
+                    self.save(rng_after)
         finally:
+            batches.close()
+            self.gen.set_state(rng_after)  # rewind what the prefetcher drew but nobody used
             self.elapsed += time.perf_counter() - t0
             self.save()
