@@ -75,6 +75,42 @@ def recipe(
                on_log=lambda r: typer.echo(r, err=True))
 
 
+@app.command()
+def bench(
+    model: str = "rlfn_s",
+    scale: int = 4,
+    patch: int = 32,
+    batch: int = 16,
+    steps: Annotated[int, typer.Option(help="Timed steps (after 3 warm-up steps).")] = 20,
+    data: Annotated[Optional[list[Path]], typer.Option(help="Image folder(s); default: synthetic images.")] = None,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda[:N]; on CUDA the data set stays on the GPU.")] = "cpu",
+    amp: Annotated[Optional[str], typer.Option(help="Mixed precision on CUDA: bf16 or fp16.")] = None,
+    channels_last: Annotated[bool, typer.Option(help="channels_last memory format.")] = False,
+    compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = False,
+    prefetch: Annotated[int, typer.Option(help="Batches a worker thread prepares ahead (0: inline).")] = 2,
+) -> None:
+    """Training iterations/s and the share of time spent waiting for data, at a recipe's batch/patch."""
+    import tempfile
+
+    if threads:
+        torch.set_num_threads(threads)
+    images = None
+    if not data:
+        g = torch.Generator().manual_seed(0)
+        images = [torch.randint(0, 256, (3, 480, 640), dtype=torch.uint8, generator=g) for _ in range(8)]
+    cfg = StageConfig(model=model, scale=scale, data=[str(d) for d in data or []], patch=patch, batch=batch,
+                      steps=steps + 3, log_every=steps + 3, checkpoint_every=10**9)
+    with tempfile.TemporaryDirectory() as tmp:
+        st = Stage(cfg, Path(tmp), runtime=Runtime(device, amp, channels_last, compile, prefetch), images=images)
+        st.run(max_steps=3)
+        recs = []
+        st.run(on_log=recs.append)
+    r = recs[-1]
+    typer.echo(f"{model} x{scale} batch {batch} patch {patch} on {device} (amp {amp}, threads {torch.get_num_threads()}): "
+               f"{r['it_s']:.2f} it/s, {r['it_s'] * batch:.1f} patches/s, data wait {100 * r['data_share']:.1f}%")
+
+
 @app.command("export")
 def export_cmd(
     runs: Annotated[list[Path], typer.Argument(help="Run folders of the stages, first to last.")],
@@ -86,6 +122,14 @@ def export_cmd(
 
     meta = export(runs, out, device_note=device_note)
     typer.echo(f"{out}: {meta['steps']} steps, {meta['minutes']} min, {meta['eval']}")
+
+
+@app.command()
+def card() -> None:
+    """Regenerate rlfn_video/weights/MODEL_CARD.md from the shipped weights."""
+    from .card import write_card
+
+    typer.echo(write_card())
 
 
 if __name__ == "__main__":
