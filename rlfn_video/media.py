@@ -1,0 +1,308 @@
+"""PyAV input side: open and probe, decode to planar numpy with exact timing; atomic output files.
+
+No model and no colour maths here (that is `colour.py`), no printing. The output side (encoder
+choice, encoding, remux) is `encode.py`. `Source` is created in the caller's thread and then
+iterated by the decode thread of `transcode.py`, never by two threads at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import secrets
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .colour import ColourSpec, format_layout, spec_from_av
+from .errors import OutputError, TruncatedInputError, UnsupportedInputError
+
+DISPLAYMATRIX = av.sidedata.sidedata.Type.DISPLAYMATRIX
+
+PLANAR_DEPTHS = (8, 10, 12, 14, 16)  # planar depths FFmpeg has for both yuv4xxp and gbrp
+
+
+def planar_format(rgb: bool, bit_depth: int, subsampling: str = "444") -> str:
+    """The planar pixel format holding this layout: yuv420p, yuv444p10le, gbrp12le, ..."""
+    depth = planar_depth(bit_depth)
+    base = "gbrp" if rgb else f"yuv{subsampling}p"
+    return base if depth == 8 else f"{base}{depth}le"
+
+
+def planar_depth(bit_depth: int) -> int:
+    return next((d for d in PLANAR_DEPTHS if d >= bit_depth), 16)
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One decoded frame: planes (Y, U, V or G, B, R; uint8 or uint16) and its exact timing."""
+
+    planes: tuple[np.ndarray, ...]
+    pts: int
+    time_base: Fraction
+    index: int
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    container: str
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str  # as the decoder gives it
+    decode_format: str  # planar format of `Picture.planes`
+    time_base: Fraction
+    rate: Fraction | None
+    frames: int | None  # from the container's index, when it has one
+    duration: float | None  # declared length of the video stream in seconds, when known
+    colour: ColourSpec
+    display_matrix: tuple[int, ...] | None  # rotation / flips, as FFmpeg's 3x3 fixed-point matrix
+    sample_aspect_ratio: Fraction | None
+    notes: tuple[str, ...] = ()  # remarks on the decode path, for the caller's `warn`
+
+    @property
+    def decode_path(self) -> str:
+        how = "direct" if self.decode_format == self.pix_fmt or self.pix_fmt.startswith("yuvj") else "swscale"
+        return f"{self.codec} {self.pix_fmt} -> {self.decode_format} ({how})"
+
+
+def _mp4_without_moov(path: Path) -> bool:
+    """An ISO-BMFF file whose top-level boxes run past EOF before any 'moov': cut short."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        if f.read(8)[4:8] != b"ftyp":
+            return False
+        pos = 0
+        while pos + 8 <= size:
+            f.seek(pos)
+            head = f.read(16)
+            n, kind = struct.unpack(">I4s", head[:8])
+            if kind == b"moov":
+                return False
+            n = struct.unpack(">Q", head[8:16])[0] if n == 1 else size - pos if n == 0 else n
+            if n < 8:
+                return False
+            pos += n
+        return pos > size
+
+
+def open_input(path: str | os.PathLike) -> av.container.InputContainer:
+    path = Path(path)
+    if not path.exists():
+        raise UnsupportedInputError(f"{path}: no such file")
+    if not path.is_file():
+        raise UnsupportedInputError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise UnsupportedInputError(f"{path}: file is empty (0 bytes)")
+    try:
+        return av.open(str(path))
+    except PermissionError as e:  # PyAV's also derives from FFmpegError: catch it first
+        raise UnsupportedInputError(f"{path}: cannot read ({e.strerror})") from None
+    except av.FFmpegError as e:
+        if _mp4_without_moov(path):
+            raise TruncatedInputError(f"{path}: MP4/MOV without its 'moov' index (cut short or still being "
+                                      f"written); stopped after 0 frames at t=0.00s") from None
+        raise UnsupportedInputError(f"{path}: not a media file FFmpeg can read ({e.strerror})") from None
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _rotation_matrix(degrees: float) -> tuple[int, ...]:
+    """Display matrix of a legacy clockwise `rotate` tag: FFmpeg's av_display_rotation_set(degrees)."""
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    fx = lambda x: int(x * 65536)  # noqa: E731 - 16.16 fixed point, truncated like FFmpeg's CONV_DB
+    return (fx(c), fx(s), 0, fx(-s), fx(c), 0, 0, 0, 1 << 30)
+
+
+class Source:
+    """An open input: its first video stream decoded to `Picture`s, other packets passed through.
+
+    Iterating yields `Picture` and `av.Packet` (non-video streams, in demux order). Opening
+    decodes the first frame, so tags, pixel format and rotation are those of real frames. After
+    the last frame, a stream that ends well before its declared length, or a demux/decode error,
+    raises `TruncatedInputError`; `max_frames` stops early on purpose (previews, tests).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, max_frames: int | None = None):
+        self.path = Path(path)
+        self.max_frames = max_frames
+        self.container = open_input(self.path)
+        try:
+            video = next((s for s in self.container.streams.video
+                          if not s.disposition & av.stream.Disposition.attached_pic), None)
+            if video is None:
+                kinds = ", ".join(f"{s.type} {s.codec_context.name if s.codec_context else '?'}"
+                                  for s in self.container.streams) or "none"
+                raise UnsupportedInputError(f"{self.path}: no video stream (streams: {kinds})")
+            video.thread_type = "AUTO"
+            self.video = video
+            self.carry = [s for s in self.container.streams if s.index != video.index]
+            self._items = self._demux()
+            self._pending: list[av.VideoFrame | av.Packet] = []
+            for item in self._items:  # up to and including the first frame
+                self._pending.append(item)
+                if isinstance(item, av.VideoFrame):
+                    break
+            else:
+                raise UnsupportedInputError(f"{self.path}: the video stream has no decodable frames")
+            self.info = self._describe(self._pending[-1])
+        except BaseException:
+            self.container.close()
+            raise
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.container.close()
+
+    def _describe(self, frame: av.VideoFrame) -> VideoInfo:
+        s = self.video
+        rgb, depth, sub = format_layout(frame.format)
+        direct = frame.format.name.startswith("yuvj")  # same planes as yuv4xxp, full range
+        decode_format = frame.format.name if direct else planar_format(rgb, depth, sub)
+        colour = replace(spec_from_av(frame), bit_depth=format_layout(av.VideoFormat(decode_format))[1])
+        matrix = frame.side_data.get(DISPLAYMATRIX)
+        display = struct.unpack("<9i", bytes(matrix)) if matrix is not None else None
+        rotate = _number(s.metadata.get("rotate", ""))
+        if display is None and rotate:
+            display = _rotation_matrix(rotate)
+        duration = s.duration * s.time_base if s.duration else None
+        if duration is None:  # Matroska keeps it as a tag, "01:02:03.500000000"
+            parts = [_number(x) for x in s.metadata.get("DURATION", "").split(":")]
+            duration = parts[0] * 3600 + parts[1] * 60 + parts[2] if len(parts) == 3 and None not in parts else None
+        notes = ["alpha channel dropped"] if any(c.is_alpha for c in frame.format.components) else []
+        if frame.pts is None:
+            notes.append("frames carry no timestamps; numbering them at the stream rate")
+        return VideoInfo(
+            path=self.path, container=self.container.format.name, codec=s.codec_context.name,
+            width=frame.width, height=frame.height, pix_fmt=frame.format.name, decode_format=decode_format,
+            time_base=Fraction(s.time_base), rate=Fraction(s.average_rate) if s.average_rate else None,
+            frames=s.frames or None, duration=float(duration) if duration else None, colour=colour,
+            display_matrix=display, sample_aspect_ratio=Fraction(s.sample_aspect_ratio) if s.sample_aspect_ratio
+            else None, notes=tuple(notes))
+
+    def _demux(self) -> Iterator[av.VideoFrame | av.Packet]:
+        count, end = 0, 0.0
+        try:
+            for packet in self.container.demux():
+                if packet.stream.index == self.video.index:
+                    for frame in packet.decode():
+                        count += 1
+                        if frame.pts is not None:
+                            end = float((frame.pts + (frame.duration or 0)) * frame.time_base)
+                        yield frame
+                        if self.max_frames is not None and count >= self.max_frames:
+                            return
+                elif packet.dts is not None:  # skip the empty end-of-stream packets
+                    yield packet
+        except av.FFmpegError as e:
+            raise TruncatedInputError(f"{self.path}: unreadable data ({e.strerror}); decoding stopped after "
+                                      f"{count} frames at t={end:.2f}s") from None
+        if not count:
+            return  # __init__ reports a stream without frames
+        info = self.info
+        start = float(self.video.start_time * self.video.time_base) if self.video.start_time else 0.0
+        slack = max(0.25, 3 / info.rate) if info.rate else 0.25
+        if info.duration and info.duration - (end - start) > slack:
+            raise TruncatedInputError(f"{self.path}: file ends early; decoding stopped after {count} frames "
+                                      f"at t={end - start:.2f}s of {info.duration:.2f}s")
+
+    def __iter__(self) -> Iterator[Picture | av.Packet]:
+        info, index = self.info, 0
+        # Frames without pts (raw streams): one frame interval in time_base units.
+        step = max(1, round(1 / (info.rate * info.time_base))) if info.rate else 1
+        pending, self._pending = self._pending, []
+        for item in itertools.chain(pending, self._items):
+            if not isinstance(item, av.VideoFrame):
+                yield item
+                continue
+            if (item.width, item.height) != (info.width, info.height):
+                raise UnsupportedInputError(f"{self.path}: frame size changes mid-stream at frame {index} "
+                                            f"({info.width}x{info.height} -> {item.width}x{item.height})")
+            pts = item.pts if item.pts is not None else index * step
+            yield Picture(_planes(item, info), pts, Fraction(item.time_base or info.time_base), index)
+            index += 1
+
+
+def plane_view(plane: av.video.plane.VideoPlane, dtype: np.dtype) -> np.ndarray:
+    """(height, width) view of a frame plane's memory, without the row padding (writable for
+    frames we allocate, so the encoder side fills planes through it too)."""
+    row = plane.line_size // dtype.itemsize
+    return np.frombuffer(plane, dtype, count=row * plane.height).reshape(plane.height, row)[:, : plane.width]
+
+
+def _planes(frame: av.VideoFrame, info: VideoInfo) -> tuple[np.ndarray, ...]:
+    if frame.format.name != info.decode_format:
+        rng = info.colour.color_range  # same range both sides: swscale only repacks/reshifts
+        # threads=1: deterministic (sliced swscale can dither differently after a reconfiguration).
+        frame = frame.reformat(format=info.decode_format, src_color_range=rng, dst_color_range=rng, threads=1)
+    dtype = np.dtype(np.uint8 if info.colour.bit_depth <= 8 else "<u2")
+    return tuple(plane_view(p, dtype).copy() for p in frame.planes[:3])
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """What `Source` learns on opening (it decodes the first frame), without keeping it open."""
+    with Source(path) as source:
+        return source.info
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic output
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Refuse IN == OUT, an existing OUT without `overwrite`, and a folder as OUT."""
+    src, dst = Path(src), Path(dst)
+    if _same_file(src, dst):
+        raise OutputError(f"{dst}: output is the input file")
+    if dst.is_dir():
+        raise OutputError(f"{dst}: is a folder")
+    if dst.exists() and not overwrite:
+        raise OutputError(f"{dst}: already exists (pass overwrite to replace it)")
+
+
+@contextmanager
+def atomic_output(dst: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a fresh temporary path next to `dst` (same extension, so the container format is
+    the same); move it onto `dst` when the block completes, delete it when the block raises
+    (KeyboardInterrupt included). An unwritable or missing folder fails here, before any work."""
+    dst = Path(dst)
+    tmp = dst.parent / f".{dst.name}.part-{secrets.token_hex(4)}{dst.suffix}"
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # 0o666: honours the umask
+    except OSError as e:
+        raise OutputError(f"{dst}: cannot write in {dst.parent} ({e.strerror})") from None
+    try:
+        yield tmp
+        if dst.exists() and not overwrite:
+            raise OutputError(f"{dst}: appeared while writing; not replacing it")
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

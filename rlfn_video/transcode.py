@@ -1,0 +1,235 @@
+"""Upscale a video file: decode thread -> SR in the caller's thread -> encode/mux thread.
+
+Bounded queues give back-pressure, so memory stays at a few frames whatever the speed of each
+stage. The model runs in the calling thread so that Ctrl-C (delivered to the main thread) lands
+between frames; the worker threads poll a stop event and are always joined. Whatever fails,
+the output is written to a temporary file that only replaces OUT when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import colour, encode, media
+from .colour import ColourSpec
+from .errors import RlfnError, UnsupportedScaleError
+
+Progress = Callable[[int, "int | None"], None]
+
+_QUEUE_FRAMES = 4  # per queue: enough to ride out jitter; a 1080p frame x4 is ~50 MB of planes
+_POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class TranscodeReport:
+    """`seconds` and `fps` cover decoding, upscaling and encoding, not probing or loading the model."""
+
+    src: Path
+    dst: Path
+    frames_in: int
+    frames_out: int
+    seconds: float
+    fps: float
+    size_in: tuple[int, int]
+    size_out: tuple[int, int]
+    decode_path: str
+    colour_in: ColourSpec
+    colour_out: ColourSpec
+    codec: str
+    pix_fmt: str
+    warnings: tuple[str, ...]
+
+
+class _Failed:
+    """Carries a worker's exception through a queue, in order with the items before it."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+_END = object()
+
+
+def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    """Blocking put that gives up (False) once `stop` is set."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=_POLL_S)
+            return True
+        except queue.Full:
+            pass
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event) -> Any:
+    """Blocking get that returns `_END` once `stop` is set and nothing is left."""
+    while True:
+        try:
+            return q.get(timeout=_POLL_S)
+        except queue.Empty:
+            if stop.is_set():
+                return _END
+
+
+def _produce(items: Iterable[Any], q: queue.Queue, stop: threading.Event) -> None:
+    try:
+        for item in items:
+            if not _put(q, item, stop):
+                return
+        _put(q, _END, stop)
+    except BaseException as e:  # noqa: BLE001 - handed to the caller, who re-raises it
+        _put(q, _Failed(e), stop)
+
+
+def _consume(sink: encode.Sink, q: queue.Queue, stop: threading.Event, failed: list[BaseException]) -> None:
+    try:
+        while (item := _get(q, stop)) is not _END:
+            if isinstance(item, media.Picture):
+                sink.write_frame(item.planes, item.pts, item.time_base)
+            else:
+                sink.write_packet(item)
+        if not stop.is_set():
+            sink.finish()
+    except BaseException as e:  # noqa: BLE001
+        failed.append(e)
+        stop.set()
+
+
+def _join(workers: list[threading.Thread], stop: threading.Event) -> None:
+    """Join all workers; a Ctrl-C during the join stops them first, so they never outlive the call."""
+    try:
+        for w in workers:
+            w.join()
+    except BaseException:
+        stop.set()
+        for w in workers:
+            w.join()
+        raise
+
+
+def _upscaler(engine: Any, spec_in: ColourSpec, spec_out: ColourSpec) -> Callable[[media.Picture], media.Picture]:
+    """Integer planes -> RGB -> engine -> integer planes; the colour maths runs on the engine's device."""
+    device = getattr(engine, "device", torch.device("cpu"))
+
+    def step(pic: media.Picture) -> media.Picture:
+        planes = [torch.from_numpy(p).to(device) for p in pic.planes]
+        rgb = colour.planes_to_rgb(planes, spec_in).unsqueeze(0)
+        out = engine(rgb)[0]
+        want = (3, rgb.shape[-2] * engine.scale, rgb.shape[-1] * engine.scale)
+        if tuple(out.shape) != want:
+            raise RlfnError(f"the engine returned {tuple(out.shape)} for a {tuple(rgb.shape[1:])} frame, not {want}")
+        planes_out = tuple(p.cpu().numpy() for p in colour.rgb_to_planes(out, spec_out))
+        return media.Picture(planes_out, pic.pts, pic.time_base, pic.index)
+
+    return step
+
+
+def upscale_video(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    scale: int = 4,
+    model: str | None = "rlfn_s",
+    weights: str | os.PathLike | None = None,
+    device: str = "auto",
+    half: bool | None = None,
+    codec: str = "libx264",
+    crf: float | None = None,
+    preset: str | None = None,
+    pix_fmt: str | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
+    engine: Any = None,
+    max_frames: int | None = None,
+) -> TranscodeReport:
+    """Upscale every frame of `src` into `dst`, keeping timing, colour, rotation, audio and subtitles.
+
+    `engine`: a ready `Engine` (or any object with `.scale` and `__call__(rgb NCHW) -> NCHW`);
+    when given, `scale`, `model`, `weights`, `device` and `half` are not used. `max_frames` stops
+    after that many frames (previews, tests); other streams stop at about the same time.
+    `progress(done, total)` is called after each frame from this thread (`total` is None when
+    the container has no frame count); `warn(message)` receives each remark, also listed in the
+    report. Raises the `RlfnError` subclasses of `errors.py`; on any error or KeyboardInterrupt
+    nothing is left at `dst` (an existing file there is untouched).
+    """
+    src, dst = Path(src), Path(dst)
+    warnings: list[str] = []
+
+    def note(message: str) -> None:
+        warnings.append(message)
+        if warn is not None:
+            warn(message)
+
+    with media.Source(src, max_frames=max_frames) as source:
+        info = source.info
+        for remark in info.notes:
+            note(remark)
+        media.check_output(src, dst, overwrite=overwrite)
+        factor = engine.scale if engine is not None else scale
+        if not isinstance(factor, int) or factor < 1:
+            raise UnsupportedScaleError(f"scale must be a positive integer, got {factor!r}")
+        with media.atomic_output(dst, overwrite=overwrite) as tmp:  # fails early on an unwritable folder
+            plan = encode.plan_video(info, width=info.width * factor, height=info.height * factor, codec=codec,
+                                    crf=crf, preset=preset, pix_fmt=pix_fmt, warn=note)
+            if engine is None:
+                from .engine import Engine  # deferred: validating the request needs no model
+
+                engine = Engine.from_options(scale=scale, model=model, weights=weights, device=device, half=half)
+            sink = encode.Sink(tmp, source, plan, warn=note, name=str(dst))
+            try:
+                total = min(filter(None, (info.frames, max_frames)), default=None)
+                t0 = time.perf_counter()
+                frames_in = _run(source, sink, _upscaler(engine, info.colour, plan.colour), progress, total)
+                seconds = time.perf_counter() - t0
+            finally:
+                sink.close()
+    return TranscodeReport(
+        src=src, dst=dst, frames_in=frames_in, frames_out=sink.frames, seconds=seconds,
+        fps=sink.frames / seconds if seconds > 0 else 0.0, size_in=(info.width, info.height),
+        size_out=(plan.width, plan.height), decode_path=info.decode_path, colour_in=info.colour,
+        colour_out=plan.colour, codec=plan.codec, pix_fmt=plan.pix_fmt, warnings=tuple(warnings))
+
+
+def _run(source: media.Source, sink: encode.Sink, step: Callable[[media.Picture], media.Picture],
+         progress: Progress | None, total: int | None) -> int:
+    """Run the three stages; returns the frame count. Re-raises the first failure of any stage."""
+    stop = threading.Event()
+    decoded: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
+    upscaled: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
+    failed: list[BaseException] = []
+    workers = [threading.Thread(target=_produce, args=(source, decoded, stop), name="rlfn-decode", daemon=True),
+               threading.Thread(target=_consume, args=(sink, upscaled, stop, failed), name="rlfn-encode",
+                                daemon=True)]
+    for w in workers:
+        w.start()
+    done = 0
+    try:
+        while (item := _get(decoded, stop)) is not _END:
+            if isinstance(item, _Failed):
+                raise item.exc
+            if isinstance(item, media.Picture):
+                item = step(item)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            if not _put(upscaled, item, stop):
+                break  # the encoder failed; its error is raised below
+        _put(upscaled, _END, stop)
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        _join(workers, stop)
+    if failed:
+        raise failed[0]
+    return done
