@@ -7,6 +7,7 @@ Ctrl-C exits 130 with nothing left under OUT.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -62,15 +63,26 @@ def _fail(message: str, code: int = 1):
     raise typer.Exit(code)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so the same clean-up runs (temp output removed, threads joined)."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
+
+
 def _run(fn, *args, **kwargs):
-    """Call the library; turn its errors and Ctrl-C into exit codes."""
+    """Call the library; turn its errors, Ctrl-C (130) and SIGTERM (143) into exit codes."""
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return fn(*args, **kwargs)
     except RlfnError as e:
         _fail(str(e).replace("[", r"\["))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         err.print("interrupted; nothing written", markup=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if isinstance(e, _Terminated) else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _progress_bar(quiet: bool):

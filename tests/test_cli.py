@@ -1,5 +1,9 @@
 """The CLI is a thin layer: options reach the library unchanged, errors become exit codes."""
 
+import signal
+import subprocess
+import sys
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -100,3 +104,25 @@ def test_eval_command_prints_table(tmp_path):
     assert res.exit_code == 0, res.output
     for name in ("baby", "bird", "butterfly", "head", "woman", "mean", "28.4"):
         assert name in res.output
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_real_signal_mid_run_leaves_nothing(tmp_path, sig, code):
+    """A real Ctrl-C / kill on the running command: exit code, no OUT, no temp file."""
+    from .conftest import make_clip
+
+    src = make_clip(tmp_path / "in.mp4", size=(96, 64), frames=200, rate=25)
+    weights = tmp_path / "w.pth"
+    save_checkpoint(weights, RLFN(arch_for("rlfn", 4)), value_range=1.0, meta={})
+    out = tmp_path / "out.mp4"
+    cmd = [sys.executable, "-m", "rlfn_video.cli", str(src), str(out), "--weights", str(weights), "--device", "cpu"]
+    # Background jobs of a non-interactive shell inherit SIGINT ignored; a terminal's Ctrl-C does not.
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.mp4.part-*")):  # started writing
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == code
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "w.pth"]
