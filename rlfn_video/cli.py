@@ -38,7 +38,8 @@ Scale = Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2, 
 Model = Annotated[Optional[str], typer.Option(help="rlfn, rlfn_s or rlfn_ntire (default: rlfn_s, or what --weights holds).")]
 Weights = Annotated[Optional[Path], typer.Option(help="Weights file (ours or official RLFN); default: the embedded model.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-Half = Annotated[Optional[bool], typer.Option("--half/--no-half", help="fp16 inference (default: on for CUDA, off on CPU).")]
+Half = Annotated[Optional[bool], typer.Option("--half/--no-half", help="Low precision: fp16 on CUDA, bf16 on CPU "
+                                              "(default: on for CUDA and for CPUs with native bf16).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", "-y", help="Replace OUT if it exists.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notes; errors only.")]
 
