@@ -200,6 +200,49 @@ def eval_(
 
 
 @app.command()
+def bench(
+    mode: Annotated[list[str], typer.Option(help="model, pipeline and/or e2e (repeat the option).")] = ["model", "pipeline", "e2e"],  # noqa: B006
+    res: Annotated[list[str], typer.Option(help="Input sizes: 270p, 540p, 720p, 1080p or WxH (repeatable).")] = ["270p"],  # noqa: B006
+    frames: Annotated[int, typer.Option(help="Frames per measurement.")] = 10,
+    clip: Annotated[Optional[Path], typer.Option(help="Real clip for the e2e mode (default: a synthetic one).")] = None,
+    codec: Annotated[str, typer.Option(help="Encoder of the e2e mode.")] = "libx264",
+    scale: Scale = 4,
+    model: Model = None,
+    weights: Weights = None,
+    device: Device = "auto",
+    half: Half = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or bf16 (overrides --half).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON.")] = None,
+) -> None:
+    """Throughput of the engine against the naive per-frame loop, measured in the same run."""
+    from .bench import parse_resolution, run, speedups, write_json
+    from .engine import Engine
+
+    for r in res:
+        try:
+            parse_resolution(r)
+        except ValueError as e:
+            _fail(str(e))
+    engine = _run(Engine.from_options, scale=scale, model=model, weights=weights, device=device, half=half,
+                  precision=precision)
+    report = _run(run, engine, modes=mode, resolutions=res, frames=frames, clip=clip, codec=codec)
+    out = Console(highlight=False)
+    env = report["environment"]
+    out.print(" | ".join(f"{k} {v}" for k, v in env.items()))
+    table = Table(title=f"x{report['scale']} throughput")
+    for col in ("mode", "input", "variant", "fps", "ms median", "ms p95", "peak MB"):
+        table.add_column(col, justify="right" if col not in ("mode", "input", "variant") else "left")
+    for r in report["results"]:
+        table.add_row(r["mode"], r["resolution"], r["variant"], f"{r['fps']:.2f}", f"{r['ms_median']:.1f}",
+                      f"{r['ms_p95']:.1f}", f"{r['peak_mem_mb']:.0f}")
+    out.print(table)
+    for m, r, x in speedups(report):
+        out.print(f"{m} {r}: {x:.2f}x the naive baseline")
+    if json_out:
+        write_json(report, json_out)
+
+
+@app.command()
 def models() -> None:
     """List the embedded weights and their model cards."""
     from .models import read_checkpoint
