@@ -161,7 +161,7 @@ def synthetic_clip(path: Path, res: str, frames: int, rate: int = 25) -> Path:
     y, x = np.mgrid[0:h, 0:w]
     with av.open(str(path), "w") as out:
         s = out.add_stream("libx264", rate=rate, options={"crf": "18", "preset": "veryfast"})
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.codec_context.width, s.codec_context.height, s.codec_context.pix_fmt = w, h, "yuv420p"
         for i in range(frames):
             rgb = np.stack([(x + 4 * i) % 256, (y + 2 * i) % 256, ((x + y) // 2 + 8 * i) % 256], -1).astype(np.uint8)
             out.mux(s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
@@ -175,7 +175,8 @@ def naive_transcode(src: Path, dst: Path, model: torch.nn.Module, device: torch.
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
         vin = inp.streams.video[0]
         s = out.add_stream(codec, rate=vin.average_rate or 25)
-        s.width, s.height, s.pix_fmt = vin.width * scale, vin.height * scale, "yuv420p"
+        cc = s.codec_context
+        cc.width, cc.height, cc.pix_fmt = vin.width * scale, vin.height * scale, "yuv420p"
         for frame in inp.decode(vin):
             if n >= frames:
                 break
