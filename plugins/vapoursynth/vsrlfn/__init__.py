@@ -1,0 +1,292 @@
+"""VapourSynth filter: ``clip = vsrlfn.rlfn(clip, scale=4)`` upscales with RLFN on rlfn_video's `Engine`.
+
+Checks, frame <-> tensor copies and the per-frame callback live here; the model runs in `Engine`
+and the colour maths (YUV clips) in `rlfn_video.colour`, both on the chosen device. Nothing is
+printed: under vspipe, stdout carries the video.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import vapoursynth as vs
+
+from rlfn_video import colour
+from rlfn_video.engine import Engine
+from rlfn_video.errors import CheckpointError, RlfnError
+from rlfn_video.models import SCALES
+from rlfn_video.models.zoo import DEFAULT_MODEL, available, embedded_weights
+
+__all__ = ["rlfn"]
+
+_TO_RGBS = 'core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s="709")  (use the clip\'s own matrix)'
+_SUBSAMPLING = {(1, 1): "420", (1, 0): "422", (0, 0): "444"}  # (subsampling_w, subsampling_h)
+
+_ENGINES: dict[tuple, Engine] = {}  # shared by all clips: (weights, mtime, scale, model, device, half) -> Engine
+_ENGINES_LOCK = threading.Lock()
+
+
+def rlfn(
+    clip: vs.VideoNode,
+    scale: int | None = 4,
+    model: str | None = DEFAULT_MODEL,
+    weights: str | os.PathLike | None = None,
+    device_index: int | None = None,
+    num_streams: int = 1,
+    tile: int | Sequence[int] | None = None,
+    tile_pad: int = 16,
+    device: str | None = None,
+) -> vs.VideoNode:
+    """Upscale `clip` `scale` times with RLFN.
+
+    :param clip: RGBS (fp32 inference) or RGBH (the engine's fast precision: fp16 on CUDA; on a CPU
+        bf16 where it has native bf16, else fp32; written back as fp16). Integer YUV (8-16 bit,
+        4:2:0 / 4:2:2 / 4:4:4) is converted to RGB and back on the device with the frame's
+        ``_Matrix``/``_Range``/``_ChromaLocation`` (untagged: BT.709 from 720p up, BT.601 below,
+        limited range), upscaled at the same precision as RGBH and returned in the same format.
+        Constant format and size.
+    :param scale: 2, 3 or 4. None takes it from the ``weights`` file.
+    :param model: ``rlfn_s`` (default), ``rlfn`` or ``rlfn_ntire``. None takes it from ``weights``.
+    :param weights: checkpoint path (ours or an official RLFN one); None uses the embedded weights.
+    :param device_index: CUDA device number; None: GPU 0 when torch sees one, else the CPU.
+    :param num_streams: frames in flight at once: CUDA streams (each with its own pinned host
+        buffers) on a GPU, concurrent callbacks on the CPU. Set ``core.num_threads`` at least as high.
+    :param tile: split frames into tiles of this size (``w`` or ``[w, h]``, input pixels) to bound
+        GPU memory; None (default) processes whole frames. Tiled output differs slightly near seams.
+    :param tile_pad: input pixels of overlap around each tile, cropped after upscaling.
+    :param device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``, instead of ``device_index``.
+
+    Output: ``scale`` times the size; every frame property copied (untagged YUV also gets the
+    ``_Matrix``/``_Range`` it was converted with); values clamped to the format's range.
+    """
+    fmt = _check_clip(clip)
+    if scale is not None and (isinstance(scale, bool) or scale not in SCALES):
+        raise vs.Error(f"vsrlfn: scale must be one of {', '.join(map(str, SCALES))}, not {scale!r}")
+    if not isinstance(num_streams, int) or num_streams < 1:
+        raise vs.Error(f"vsrlfn: num_streams must be an integer >= 1, not {num_streams!r}")
+    tile_hw = _check_tile(tile, tile_pad)
+    dev = _device(device_index, device)
+    half = False if fmt.id == vs.RGBS else None  # None: the engine's fast precision (fp16 CUDA, bf16 CPU)
+    try:
+        engine = _engine(weights, scale, model, dev, half)
+    except RlfnError as e:
+        raise vs.Error(f"vsrlfn: {e}") from None
+
+    s = engine.scale
+    infer = engine if tile_hw is None else functools.partial(_tiled, engine, tile=tile_hw, pad=tile_pad)
+    w, h = clip.width, clip.height
+    sw, sh = fmt.subsampling_w, fmt.subsampling_h  # 0 for RGB
+
+    def plane_shapes(width: int, height: int) -> list[tuple[int, int]]:
+        return [(height, width)] + [(height >> sh, width >> sw)] * 2
+
+    if fmt.sample_type == vs.FLOAT:  # RGBS, RGBH (float YUV was refused)
+        dtype = torch.float16 if fmt.bits_per_sample == 16 else torch.float32
+        convert = functools.partial(_rgb_frame, infer)
+    else:  # integer YUV (integer RGB was refused)
+        dtype = torch.uint8 if fmt.bits_per_sample == 8 else torch.uint16
+        convert = functools.partial(_yuv_frame, infer, (w, h, fmt.bits_per_sample, _SUBSAMPLING[sw, sh]))
+    slots = _Slots(num_streams, dev, plane_shapes(w, h), plane_shapes(w * s, h * s), dtype)
+    blank = clip.std.BlankClip(width=w * s, height=h * s, keep=True)
+    process = functools.partial(_process, slots=slots, convert=convert)
+    modify = functools.partial(blank.std.ModifyFrame, clips=[clip, blank], selector=process)
+    # FrameEval builds one ModifyFrame per request: a single ModifyFrame node would run its
+    # Python callback for one frame at a time, so frames could not overlap on the device.
+    return blank.std.FrameEval(lambda n: modify(), clip_src=[clip, blank])
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks (all before any model is loaded)
+
+
+def _check_clip(clip: vs.VideoNode) -> vs.VideoFormat:
+    if not isinstance(clip, vs.VideoNode):
+        raise vs.Error(f"vsrlfn: clip must be a video clip (vs.VideoNode), not {type(clip).__name__}")
+    fmt = clip.format
+    if fmt is None or fmt.id == vs.NONE or clip.width == 0 or clip.height == 0:
+        raise vs.Error("vsrlfn: the clip must have a constant format and size; make it constant, e.g. "
+                       "core.resize.Bicubic(clip, width=W, height=H, format=vs.RGBS) on every part before Splice")
+    name = fmt.name
+    if fmt.color_family == vs.RGB:
+        if fmt.sample_type != vs.FLOAT:
+            raise vs.Error(f"vsrlfn: {name} is not supported; RGB input must be RGBS (fp32) or RGBH (fp16): "
+                           f"core.resize.Point(clip, format=vs.RGBS)")
+    elif fmt.color_family == vs.YUV:
+        if fmt.sample_type == vs.FLOAT:
+            raise vs.Error(f"vsrlfn: float YUV ({name}) is not supported; convert to RGB: {_TO_RGBS}, or to "
+                           f"integer YUV: core.resize.Point(clip, format=vs.YUV444P16)")
+        if (fmt.subsampling_w, fmt.subsampling_h) not in _SUBSAMPLING:
+            raise vs.Error(f"vsrlfn: {name}: only 4:2:0, 4:2:2 and 4:4:4 chroma are supported; convert to RGB: "
+                           f"{_TO_RGBS}")
+    else:
+        raise vs.Error(f"vsrlfn: {name} is not supported (RLFN needs colour); convert grey to RGB with "
+                       f"core.resize.Point(core.std.ShufflePlanes(clip, [0, 0, 0], vs.RGB), format=vs.RGBS)")
+    return fmt
+
+
+def _check_tile(tile: int | Sequence[int] | None, pad: int) -> tuple[int, int] | None:
+    if not isinstance(pad, int) or pad < 0:
+        raise vs.Error(f"vsrlfn: tile_pad must be an integer >= 0, not {pad!r}")
+    if tile is None:
+        return None
+    wh = [tile, tile] if isinstance(tile, int) else list(tile)
+    if len(wh) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in wh):
+        raise vs.Error(f"vsrlfn: tile must be None, a positive integer or [width, height], not {tile!r}")
+    return wh[1], wh[0]
+
+
+def _device(index: int | None, spec: str | None) -> torch.device:
+    if spec is not None and index is not None:
+        raise vs.Error("vsrlfn: pass device_index or device, not both")
+    if spec is None:
+        if index is None:
+            return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+        spec = f"cuda:{index}"
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, TypeError):
+        raise vs.Error(f'vsrlfn: unknown device {spec!r}; use device="cpu", "cuda" or "cuda:N"') from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise vs.Error(f"vsrlfn: {spec} requested but torch sees no CUDA GPU; leave device_index unset "
+                           f'or pass device="cpu"')
+        if (dev.index or 0) >= torch.cuda.device_count():
+            raise vs.Error(f"vsrlfn: {spec} requested but only {torch.cuda.device_count()} GPU(s) are visible")
+        return torch.device("cuda", dev.index or 0)
+    if dev.type != "cpu":
+        raise vs.Error(f'vsrlfn: unsupported device {spec!r}; use device="cpu", "cuda" or "cuda:N"')
+    return dev
+
+
+def _engine(weights, scale: int | None, model: str | None, dev: torch.device, half: bool | None) -> Engine:
+    if weights is None:
+        if scale is None:
+            raise vs.Error("vsrlfn: scale=None needs a weights file; pass scale=2, 3 or 4")
+        try:
+            weights = embedded_weights(model or DEFAULT_MODEL, scale)
+        except CheckpointError:
+            shipped = ", ".join(p.stem for p in available()) or "none"
+            raise vs.Error(f"vsrlfn: no embedded weights for {model or DEFAULT_MODEL} x{scale} (shipped: {shipped}); "
+                           f'pass weights="/path/to/model.pth"') from None
+    path = Path(weights).expanduser().resolve()
+    if not path.is_file():
+        raise vs.Error(f"vsrlfn: weights file {str(weights)!r} not found")
+    key = (str(path), path.stat().st_mtime_ns, scale, model, str(dev), half)
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            _ENGINES[key] = Engine.from_options(scale=scale, model=model, weights=path, device=dev, half=half)
+        return _ENGINES[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# Per frame
+
+# Note [slot buffers and streams]: a slot is one frame in flight: on CUDA its own stream and
+# pinned host buffers. Host -> device copies, the engine, colour conversion and device -> host
+# copies are all queued on the slot's stream, so device tensors never cross streams (no
+# record_stream needed) and the caching allocator reuses their memory in stream order. The host
+# buffers are refilled only by the slot's next frame, which starts after `sync()` (stream
+# synchronize) returned and the result was copied into the VapourSynth frame. On the CPU the
+# slots only bound how many frames run at once (a semaphore with buffers).
+
+
+@dataclass
+class _Slot:
+    inp: list[torch.Tensor]
+    out: list[torch.Tensor]
+    stream: Callable[[], contextlib.AbstractContextManager]
+    sync: Callable[[], None]
+
+
+class _Slots:
+    def __init__(self, n: int, dev: torch.device, shapes_in: list, shapes_out: list, dtype: torch.dtype):
+        cuda = dev.type == "cuda"
+        self.device = dev
+        self._free: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
+        for _ in range(n):
+            bufs = [[torch.empty(s, dtype=dtype, pin_memory=cuda) for s in shapes]
+                    for shapes in (shapes_in, shapes_out)]
+            if cuda:
+                stream = torch.cuda.Stream(dev)
+                self._free.put(_Slot(*bufs, functools.partial(torch.cuda.stream, stream), stream.synchronize))
+            else:
+                self._free.put(_Slot(*bufs, contextlib.nullcontext, _nothing))
+
+    @contextlib.contextmanager
+    def take(self):
+        slot = self._free.get()
+        try:
+            yield slot
+        finally:
+            self._free.put(slot)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _process(n: int, f: list[vs.VideoFrame], *, slots: _Slots, convert: Callable) -> vs.VideoFrame:
+    fin, fout = f[0], f[1].copy()
+    fout.props.clear()
+    fout.props.update(fin.props)
+    with slots.take() as slot, slot.stream(), torch.inference_mode():
+        for p, buf in enumerate(slot.inp):
+            np.copyto(buf.numpy(), np.asarray(fin[p]))
+        planes = [b.to(slots.device, non_blocking=True) for b in slot.inp]
+        for buf, t in zip(slot.out, convert(planes, fin.props, fout.props)):
+            buf.copy_(t.to(buf.dtype), non_blocking=True)
+        slot.sync()
+        for p, buf in enumerate(slot.out):
+            np.copyto(np.asarray(fout[p]), buf.numpy())
+    return fout
+
+
+def _rgb_frame(infer: Callable, planes: list[torch.Tensor], props_in, props_out) -> list[torch.Tensor]:
+    return list(infer(torch.stack(planes)[None])[0])
+
+
+@functools.lru_cache(maxsize=64)
+def _spec(matrix: int, rng: int, loc: int, width: int, height: int, bits: int, sub: str) -> colour.ColourSpec:
+    # VapourSynth codes -> the H.273 / FFmpeg ones spec_from_tags reads. _Matrix is H.273 already;
+    # _Range is H.273's full-range flag (1 full, 0 limited; absent: limited), FFmpeg's range is
+    # 2 full, 1 limited, 0 unknown; _ChromaLocation counts from left = 0, FFmpeg's from left = 1.
+    return colour.spec_from_tags(colorspace=matrix, color_range={1: 2, 0: 1}.get(rng, 0), primaries=2, transfer=2,
+                                 width=width, height=height, bit_depth=bits, subsampling=sub, chroma_loc=loc + 1)
+
+
+def _yuv_frame(infer: Callable, layout: tuple, planes: list[torch.Tensor], props_in,
+               props_out) -> tuple[torch.Tensor, ...]:
+    try:
+        spec = _spec(props_in.get("_Matrix", 2), props_in.get("_Range", -1), props_in.get("_ChromaLocation", 0),
+                     *layout)
+    except RlfnError as e:
+        raise vs.Error(f"vsrlfn: {e}; convert to RGB first: {_TO_RGBS}") from None
+    if "matrix" in spec.guessed:  # write down the guess, so nothing guesses again from the new size
+        props_out["_Matrix"] = spec.colorspace
+    if "range" in spec.guessed:
+        props_out["_Range"] = 0
+    rgb = colour.planes_to_rgb(planes, spec)[None]  # fp32: 16-bit code values overflow fp16
+    return colour.rgb_to_planes(infer(rgb)[0], spec)
+
+
+def _tiled(engine: Engine, x: torch.Tensor, *, tile: tuple[int, int], pad: int) -> torch.Tensor:
+    """`engine(x)` tile by tile, each tile upscaled with `pad` pixels of context around it."""
+    s, (h, w), (th, tw) = engine.scale, x.shape[-2:], tile
+    out = torch.empty((*x.shape[:-3], 3, h * s, w * s), device=engine.device)
+    for y0 in range(0, h, th):
+        for x0 in range(0, w, tw):
+            y1, x1 = min(y0 + th, h), min(x0 + tw, w)
+            top, left = max(y0 - pad, 0), max(x0 - pad, 0)
+            up = engine(x[..., top:min(y1 + pad, h), left:min(x1 + pad, w)])
+            dy, dx = (y0 - top) * s, (x0 - left) * s
+            out[..., y0 * s:y1 * s, x0 * s:x1 * s] = up[..., dy:dy + (y1 - y0) * s, dx:dx + (x1 - x0) * s]
+    return out

@@ -1,0 +1,376 @@
+"""vsrlfn: the VapourSynth filter through a real VapourSynth core and a real vspipe.
+
+References are computed with rlfn_video's own API (`Engine`, `colour`, `media`) on the same input;
+the model is RLFN-S x2 with random weights written by the test (output biased to mid-grey, so
+frames differ and little is clamped). Clips are tiny and short: the whole file runs on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+vs = pytest.importorskip("vapoursynth", reason="VapourSynth is not installed (bash scripts/setup.sh dev)")
+import vsrlfn  # noqa: E402
+from rlfn_video import colour, media  # noqa: E402
+from rlfn_video.colour import ColourSpec, Matrix  # noqa: E402
+from rlfn_video.engine import Engine  # noqa: E402
+from rlfn_video.models import RLFN, arch_for, save_checkpoint, zoo  # noqa: E402
+
+from .conftest import pattern  # noqa: E402
+from .shared import VIDEOS, needs_videos  # noqa: E402
+
+core = vs.core
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "examples" / "rlfn.vpy"
+VSPIPE = Path(sys.executable).with_name("vspipe")
+CARPHONE = VIDEOS / "carphone_pristine.mp4"
+needs_bestsource = pytest.mark.skipif(not hasattr(core, "bs"), reason="vapoursynth-bestsource is not installed")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    net = RLFN(arch_for("rlfn_s", 2))
+    with torch.no_grad():
+        net.upsampler[0].bias.add_(0.5)
+    path = tmp_path_factory.mktemp("weights") / "rlfn_s_x2.pth"
+    save_checkpoint(path, net, value_range=1.0, meta={})
+    return path
+
+
+@pytest.fixture(autouse=True)
+def threads():
+    before = core.num_threads
+    yield
+    core.num_threads = before
+
+
+def engine_for(weights, device, half: bool | None) -> Engine:
+    """The engine rlfn uses: half=False for RGBS, None (fp16 CUDA / bf16 on bf16 CPUs) otherwise."""
+    return Engine.from_options(scale=2, model="rlfn_s", weights=weights, device=device, half=half)
+
+
+def rgb_clip(fmt=vs.RGBS, width=40, height=32, length=3) -> vs.VideoNode:
+    """Distinct colourful frames (conftest.pattern) as RGBS/RGBH."""
+    blank = core.std.BlankClip(format=vs.RGBS, width=width, height=height, length=length)
+
+    def fill(n, f):
+        out = f.copy()
+        for p in range(3):
+            np.asarray(out[p])[:] = pattern(n, width, height)[..., p] / 255
+        return out
+
+    clip = blank.std.ModifyFrame(blank, fill)
+    return clip if fmt == vs.RGBS else core.resize.Point(clip, format=fmt)
+
+
+def planes(frame: vs.VideoFrame) -> list[np.ndarray]:
+    return [np.asarray(frame[p]).copy() for p in range(frame.format.num_planes)]
+
+
+def assert_close_int(got: list[np.ndarray], want: list, tol: int = 1) -> None:
+    for g, w in zip(got, want):
+        w = np.asarray(w)
+        assert g.shape == w.shape and g.dtype == w.dtype
+        assert np.abs(g.astype(np.int64) - w.astype(np.int64)).max() <= tol
+
+
+def read_y4m(data: bytes) -> tuple[dict[str, str], list[list[np.ndarray]]]:
+    """Header fields and 8-bit 4:2:0 frames (Y, U, V) of a YUV4MPEG2 stream."""
+    head, _, rest = data.partition(b"\n")
+    fields = head.decode().split()
+    assert fields[0] == "YUV4MPEG2"
+    info = {f[0]: f[1:] for f in fields[1:]}
+    w, h = int(info["W"]), int(info["H"])
+    assert info.get("C", "420").startswith("420")
+    sizes = [(h, w), (h // 2, w // 2), (h // 2, w // 2)]
+    frames, pos = [], 0
+    while pos < len(rest):
+        end = rest.index(b"\n", pos)
+        assert rest[pos:end].startswith(b"FRAME")
+        pos, frame = end + 1, []
+        for sh in sizes:
+            n = sh[0] * sh[1]
+            frame.append(np.frombuffer(rest, np.uint8, n, pos).reshape(sh))
+            pos += n
+        frames.append(frame)
+    return info, frames
+
+
+def vspipe(*args: str) -> bytes:
+    if not VSPIPE.is_file():
+        pytest.skip(f"vspipe not found next to {sys.executable}")
+    env = {**os.environ, "PATH": f"{VSPIPE.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    run = subprocess.run([str(VSPIPE), *args], capture_output=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr.decode(errors="replace")
+    return run.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# The example script under vspipe
+
+
+@needs_videos
+@needs_bestsource
+def test_vspipe_yuv_matches_the_engine(weights, tmp_path):
+    """YUV straight in: same planes as decode -> colour -> Engine -> colour (the CLI's path), +-1."""
+    props = tmp_path / "props.json"
+    out = vspipe("-c", "y4m", "-r", "3", "-j", str(props), str(SCRIPT), "-a", f"src={CARPHONE}", "-a", "scale=2",
+                 "-a", f"weights={weights}", "-a", "frames=3", "-")
+    info, frames = read_y4m(out)
+    assert (info["W"], info["H"], info["F"], len(frames)) == ("352", "288", "30000:1001", 3)
+    source = core.bs.VideoSource(str(CARPHONE))
+    written = json.loads(props.read_text())  # vspipe -j: the props of each output frame
+    assert len(written) == 3
+    for n, got in enumerate(written):  # untagged source: the matrix and range used are written down
+        assert got == {**dict(source.get_frame(n).props), "_Matrix": 6, "_Range": 0}
+    engine = engine_for(weights, "cpu", half=None)
+    with media.Source(CARPHONE, max_frames=3) as source:
+        spec = source.info.colour
+        pics = [p for p in source if isinstance(p, media.Picture)]
+    assert len(pics) == 3
+    for pic, got in zip(pics, frames):
+        rgb = colour.planes_to_rgb([torch.from_numpy(p) for p in pic.planes], spec)[None]
+        assert_close_int(got, [p.numpy() for p in colour.rgb_to_planes(engine(rgb)[0], spec)])
+
+
+def naive_rlfn(clip, scale, model, weights, num_streams):
+    """A one-frame-at-a-time stand-in for vsrlfn.rlfn: planes -> Engine -> planes."""
+    engine = engine_for(weights, "cpu", half=False)
+    blank = clip.std.BlankClip(width=clip.width * scale, height=clip.height * scale, keep=True)
+
+    def run(n, f):
+        out = f[1].copy()
+        out.props.clear()
+        out.props.update(f[0].props)
+        y = engine(torch.from_numpy(np.stack(planes(f[0])).astype(np.float32))[None])[0].numpy()
+        for p in range(3):
+            np.asarray(out[p])[:] = y[p]
+        return out
+
+    return blank.std.ModifyFrame([clip, blank], run)
+
+
+@needs_videos
+@needs_bestsource
+def test_vspipe_rgbs_matches_the_engine(weights, monkeypatch):
+    """zimg to RGBS and back around rlfn: same as the script run with a naive filter, +-1."""
+    args = {"src": str(CARPHONE), "scale": "2", "weights": str(weights), "frames": "2", "via": "rgbs"}
+    out = vspipe("-c", "y4m", str(SCRIPT), *[x for k, v in args.items() for x in ("-a", f"{k}={v}")], "-")
+    info, frames = read_y4m(out)
+    assert (info["W"], info["H"], len(frames)) == ("352", "288", 2)
+    monkeypatch.setattr(vsrlfn, "rlfn", naive_rlfn)
+    vs.clear_outputs()
+    exec(compile(SCRIPT.read_text(), str(SCRIPT), "exec"), {"__name__": "__vapoursynth__", **args})
+    ref = vs.get_output(0)
+    ref = ref.clip if hasattr(ref, "clip") else ref
+    vs.clear_outputs()
+    for n, got in enumerate(frames):
+        assert_close_int(got, planes(ref.get_frame(n)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Formats and properties in-process
+
+
+@pytest.mark.parametrize("fmt", [vs.RGBS, vs.RGBH], ids=["RGBS", "RGBH"])
+def test_rgb_input(weights, device, fmt):
+    clip = rgb_clip(fmt)
+    out = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device)
+    assert (out.format.id, out.width, out.height, out.num_frames) == (fmt, 80, 64, 3)
+    engine = engine_for(weights, device, half=None if fmt == vs.RGBH else False)
+    half = engine.precision != "fp32"
+    for n in range(3):
+        x = torch.from_numpy(np.stack(planes(clip.get_frame(n))).astype(np.float32))[None]
+        want = engine(x)[0].cpu().numpy().astype(np.float16 if fmt == vs.RGBH else np.float32)
+        got = np.stack(planes(out.get_frame(n)))
+        assert got.dtype == want.dtype and got.min() >= 0 and got.max() <= 1
+        np.testing.assert_allclose(got, want, atol=2e-3 if half or device == "cuda" else 1e-5)  # cuda: TF32
+
+
+YUV_CASES = {  # format, frame props, the ColourSpec they mean
+    "420P8-709-limited": (vs.YUV420P8, dict(_Matrix=1, _Range=0), dict(matrix=Matrix.BT709, full_range=False)),
+    "422P10-601-full": (vs.YUV422P10, dict(_Matrix=6, _Range=1, _ChromaLocation=1),
+                        dict(matrix=Matrix.BT601, full_range=True, chroma_loc="center")),
+    "444P16-2020": (vs.YUV444P16, dict(_Matrix=9, _Range=0), dict(matrix=Matrix.BT2020, full_range=False)),
+    "420P8-topleft": (vs.YUV420P8, dict(_Matrix=1, _ChromaLocation=2),
+                      dict(matrix=Matrix.BT709, full_range=False, chroma_loc="topleft")),
+    "420P8-untagged": (vs.YUV420P8, dict(_Matrix=2), dict(matrix=Matrix.BT601, full_range=False)),
+}
+
+
+@pytest.mark.parametrize("case", YUV_CASES)
+def test_yuv_input(weights, device, case):
+    fmt, props, spec = YUV_CASES[case]
+    clip = core.resize.Bicubic(rgb_clip(), format=fmt, matrix_s="709")
+    clip = core.std.RemoveFrameProps(clip, ["_Matrix", "_Range", "_ChromaLocation"]).std.SetFrameProps(**props)
+    out = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device)
+    assert (out.format.id, out.width, out.height) == (fmt, 80, 64)
+    bits = clip.format.bits_per_sample
+    sub = {(1, 1): "420", (1, 0): "422", (0, 0): "444"}[clip.format.subsampling_w, clip.format.subsampling_h]
+    spec = ColourSpec(**spec, bit_depth=bits, subsampling=sub)
+    engine = engine_for(weights, device, half=None)
+    for n in range(2):
+        src = [torch.from_numpy(p.astype(np.int32)) for p in planes(clip.get_frame(n))]
+        want = colour.rgb_to_planes(engine(colour.planes_to_rgb(src, spec)), spec)
+        frame = out.get_frame(n)
+        assert_close_int(planes(frame), [w.cpu().numpy() for w in want], tol=1 if bits == 8 else 4)
+        assert frame.props["_Matrix"] == (6 if props["_Matrix"] == 2 else props["_Matrix"])  # untagged: as used
+        assert frame.props["_Range"] == props.get("_Range", 0)
+
+
+@needs_videos
+@needs_bestsource
+def test_all_frame_properties_copied(weights):
+    src = core.bs.VideoSource(str(CARPHONE))[:2].std.CropAbs(width=32, height=24)
+    tags = dict(_Matrix=1, _Primaries=1, _Transfer=1, _Range=1, _ChromaLocation=2, _SARNum=12, _SARDen=11,
+                _SceneChangeNext=1, _SceneChangePrev=0, _FieldBased=0, Custom="kept", Numbers=[1, 2, 3])
+    for clip, filled in ((src.std.SetFrameProps(**tags), {}), (src, {"_Matrix": 6, "_Range": 0}),
+                         (core.resize.Point(src, format=vs.RGBS, matrix_in_s="170m"), {})):
+        out = vsrlfn.rlfn(clip, scale=2, weights=weights, device="cpu")
+        for n in range(2):
+            want = {**dict(clip.get_frame(n).props), **filled}
+            assert dict(out.get_frame(n).props) == want
+
+
+# ---------------------------------------------------------------------------------------------
+# Wrong input
+
+
+def variable(kind: str) -> vs.VideoNode:
+    a = core.std.BlankClip(format=vs.RGBS, width=32, height=32, length=2)
+    b = core.std.BlankClip(format=vs.RGBH if kind == "format" else vs.RGBS, width=32 if kind == "format" else 48,
+                           height=32, length=2)
+    return core.std.Splice([a, b], mismatch=True)
+
+
+WRONG = [  # clip, keyword arguments, what the message must say
+    ("gray", {}, r"Gray8 is not supported .*ShufflePlanes"),
+    ("rgb24", {}, r"RGB24 is not supported.*core.resize.Point\(clip, format=vs.RGBS\)"),
+    ("yuvfloat", {}, r"float YUV \(YUV444PS\).*matrix_in_s"),
+    ("yuv410", {}, r"YUV410P8: only 4:2:0, 4:2:2 and 4:4:4"),
+    ("varformat", {}, r"the clip must have a constant format and size"),
+    ("varsize", {}, r"the clip must have a constant format and size"),
+    ("rgbs", {"scale": 5}, r"scale must be one of 2, 3, 4, not 5"),
+    ("rgbs", {"scale": None, "weights": None}, r"scale=None needs a weights file"),
+    ("rgbs", {"model": "nope"}, r"unknown model 'nope'; choose one of rlfn, rlfn_s, rlfn_ntire"),
+    ("rgbs", {"scale": 4}, r".*rlfn_s_x2.pth holds rlfn_s x2, not rlfn_s x4"),
+    ("rgbs", {"weights": "/no/such/file.pth"}, r"weights file '/no/such/file.pth' not found"),
+    ("rgbs", {"num_streams": 0}, r"num_streams must be an integer >= 1"),
+    ("rgbs", {"tile": [0, 8]}, r"tile must be None, a positive integer or \[width, height\]"),
+    ("rgbs", {"device": "cuda:7"}, r"cuda:7 requested but"),
+    ("rgbs", {"device": "cpu", "device_index": 0}, r"pass device_index or device, not both"),
+    ("none", {}, r"clip must be a video clip"),
+]
+CLIPS = {
+    "gray": lambda: core.std.BlankClip(format=vs.GRAY8), "rgb24": lambda: core.std.BlankClip(format=vs.RGB24),
+    "yuvfloat": lambda: core.std.BlankClip(format=vs.YUV444PS),
+    "yuv410": lambda: core.std.BlankClip(format=vs.YUV410P8), "varformat": lambda: variable("format"),
+    "varsize": lambda: variable("size"), "rgbs": lambda: rgb_clip(), "none": lambda: None,
+}
+
+
+@pytest.mark.parametrize("name, kwargs, message", WRONG, ids=[f"{c}-{'-'.join(k) or 'clip'}" for c, k, _ in WRONG])
+def test_wrong_input_says_how_to_fix(weights, name, kwargs, message):
+    with pytest.raises(vs.Error, match=r"^vsrlfn: " + message):
+        vsrlfn.rlfn(CLIPS[name](), **{"scale": 2, "weights": weights, "device": "cpu", **kwargs})
+
+
+def test_missing_embedded_weights_name_the_parameter(monkeypatch, tmp_path):
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(vs.Error, match=r'^vsrlfn: no embedded weights for rlfn_s x2 \(shipped: none\); pass weights='):
+        vsrlfn.rlfn(rgb_clip(), scale=2, device="cpu")
+
+
+def test_unsupported_matrix_fails_the_frame(weights):
+    clip = core.std.BlankClip(format=vs.YUV420P8, width=32, height=32, length=1).std.SetFrameProps(_Matrix=8)
+    out = vsrlfn.rlfn(clip, scale=2, weights=weights, device="cpu")
+    with pytest.raises(vs.Error, match=r"vsrlfn: unsupported colour matrix \(H.273 MatrixCoefficients 8\)"):
+        out.get_frame(0)
+
+
+@pytest.mark.skipif(not zoo.available(), reason="no embedded weights shipped yet (rlfn_video/weights/ is empty)")
+def test_embedded_weights_need_no_download():
+    scale = int(zoo.available()[0].stem[-1])
+    out = vsrlfn.rlfn(rgb_clip(length=1), scale=scale, device="cpu")
+    assert (out.width, out.height) == (40 * scale, 32 * scale) and out.get_frame(0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Concurrency, sharing, tiles, silence
+
+
+def test_parallel_reverse_requests_give_the_right_frames(weights, device, monkeypatch):
+    core.num_threads = 4
+    clip = rgb_clip(length=6)
+    seq = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device)
+    want = [np.stack(planes(seq.get_frame(n))) for n in range(6)]  # one request at a time
+    active, peak, lock = [0], [0], threading.Lock()
+    real = vsrlfn._rgb_frame
+
+    def counted(*args):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)  # lets other callbacks in, if any may run now
+        try:
+            return real(*args)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(vsrlfn, "_rgb_frame", counted)
+    for streams in (1, 3):
+        peak[0] = 0
+        out = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device, num_streams=streams)
+        futures = {n: out.get_frame_async(n) for n in reversed(range(6))}
+        for n, fut in futures.items():
+            np.testing.assert_allclose(np.stack(planes(fut.result())), want[n], atol=1e-3 if device == "cuda" else 1e-5)
+        if streams == 1:
+            assert peak[0] == 1, "num_streams=1 let callbacks overlap"
+        else:
+            assert peak[0] >= 2, f"num_streams={streams} ran one frame at a time"
+
+
+def test_engine_loaded_once_and_shared(weights):
+    count = len(vsrlfn._ENGINES)
+    vsrlfn.rlfn(rgb_clip(), scale=2, weights=weights, device="cpu")
+    vsrlfn.rlfn(rgb_clip(width=24, height=16), scale=2, weights=weights, device="cpu")
+    assert len(vsrlfn._ENGINES) <= count + 1  # two RGBS clips, one fp32 engine
+    count = len(vsrlfn._ENGINES)
+    vsrlfn.rlfn(core.std.BlankClip(format=vs.RGBH, width=16, height=16), scale=2, weights=weights, device="cpu")
+    vsrlfn.rlfn(core.std.BlankClip(format=vs.YUV420P8, width=16, height=16), scale=2, weights=weights, device="cpu")
+    assert len(vsrlfn._ENGINES) <= count + 1  # RGBH and YUV: the same fast-precision engine
+
+
+def test_tiles(weights, device):
+    clip = rgb_clip(length=1)
+    whole = np.stack(planes(vsrlfn.rlfn(clip, scale=2, weights=weights, device=device).get_frame(0)))
+    wide = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device, tile=16, tile_pad=40)  # every tile sees all
+    np.testing.assert_allclose(np.stack(planes(wide.get_frame(0))), whole, atol=1e-5)
+    tight = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device, tile=[16, 12], tile_pad=4)
+    got = np.stack(planes(tight.get_frame(0)))
+    assert got.shape == whole.shape and np.abs(got - whole).mean() < 0.02
+
+
+def test_nothing_on_stdout_and_no_global_side_effects(weights, tmp_path):
+    code = ("import os, warnings, numpy, torch, rlfn_video, vapoursynth as vs  # these set filters themselves\n"
+            "env, filters = dict(os.environ), list(warnings.filters)\n"
+            "import vsrlfn\n"
+            "assert dict(os.environ) == env and list(warnings.filters) == filters, 'import changed globals'\n"
+            "c = vs.core.std.BlankClip(format=vs.YUV420P8, width=16, height=16, length=2)\n"
+            f"out = vsrlfn.rlfn(c, scale=2, weights={str(weights)!r}, device='cpu')\n"
+            "[out.get_frame(n) for n in range(2)]\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr.decode(errors="replace")
+    assert run.stdout == b""
