@@ -2,8 +2,9 @@
 
 Modes:
 - `model`: frames already on the device, the model alone;
-- `pipeline`: synthetic YUV frames through the transcode step (planes -> colour -> model ->
-  colour -> planes, on the engine's device);
+- `pipeline`: synthetic YUV frames through the transcode's `FramePipeline` (planes -> colour ->
+  model -> colour -> planes; on CUDA pinned buffers, streams, graphs, batching), several in
+  flight: fps is frames over the whole run, the latency columns are gaps between outputs;
 - `e2e`: a real file decoded, upscaled and encoded by `upscale_video`.
 The naive baseline is what most SR video scripts do: one thread, per frame decode -> rgb24
 ndarray -> fp32 tensor -> model -> numpy -> encode, synchronous.
@@ -29,7 +30,8 @@ import torch
 from . import colour
 from .engine import Engine
 from .media import Picture
-from .transcode import _upscaler, upscale_video
+from .pipeline import PipelineOptions, make_pipeline
+from .transcode import upscale_video
 
 RESOLUTIONS = {"270p": (480, 270), "540p": (960, 540), "720p": (1280, 720), "1080p": (1920, 1080)}
 
@@ -139,15 +141,34 @@ def bench_model(engine: Engine, res: str, frames: int) -> list[Result]:
     return out
 
 
-def bench_pipeline(engine: Engine, res: str, frames: int) -> list[Result]:
+def _pipelined(engine: Engine, spec: colour.ColourSpec, pic: Picture, frames: int,
+               options: PipelineOptions | None) -> tuple[list[float], str]:
+    """Gaps between finished frames over `frames` submissions (after one warm-up round that sizes
+    the pipeline), and the pipeline's description."""
+    with make_pipeline(engine, spec, spec, options=options) as pipe:
+        for _ in range(2):
+            pipe.submit(pic)
+        pipe.flush()
+        _sync(engine.device)
+        stamps = [time.perf_counter()]
+        for _ in range(frames):
+            stamps += [time.perf_counter() for _ in pipe.submit(pic)]
+        stamps += [time.perf_counter() for _ in pipe.flush()]
+        return [b - a for a, b in zip(stamps, stamps[1:])], pipe.description
+
+
+def bench_pipeline(engine: Engine, res: str, frames: int, options: PipelineOptions | None = None) -> list[Result]:
     w, h = parse_resolution(res)
     rng = np.random.default_rng(0)
     spec = colour.spec_from_tags(colorspace=1, color_range=1, primaries=1, transfer=1, width=w, height=h)
     planes = (rng.integers(16, 236, (h, w), dtype=np.uint8), rng.integers(16, 241, (h // 2, w // 2), dtype=np.uint8),
               rng.integers(16, 241, (h // 2, w // 2), dtype=np.uint8))
     pic = Picture(planes, 0, None, 0)
-    step = _upscaler(engine, spec, spec)
-    ours = _result("pipeline", res, "ours", _timed(lambda: step(pic), frames, engine.device), engine.device)
+    if engine.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(engine.device)
+    gaps, path = _pipelined(engine, spec, pic, frames, options)
+    ours = _result("pipeline", res, "ours", gaps, engine.device, path=path,
+                   activation_mib_estimate=round(engine.activation_bytes(1, h, w) / 2**20, 1))
     naive = naive_engine(engine)
     rgb24 = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     base = _result("pipeline", res, "naive", _timed(lambda: _naive_frame(naive.model, engine.device, rgb24), frames,
@@ -200,7 +221,8 @@ def bench_e2e(engine: Engine, res: str, frames: int, clip: Path | None, codec: s
         naive_s = time.perf_counter() - t
     label = clip.name if clip else res
     # Per-frame latencies are not separable in a pipeline: the median/p95 columns show the mean.
-    return [_result("e2e", label, "ours", [ours_s / rep.frames_out] * rep.frames_out, engine.device, codec=codec),
+    return [_result("e2e", label, "ours", [ours_s / rep.frames_out] * rep.frames_out, engine.device, codec=codec,
+                    path=rep.pipeline, hardware=rep.hardware),
             _result("e2e", label, "naive", [naive_s / n] * n, engine.device, codec=codec)]
 
 

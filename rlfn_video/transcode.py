@@ -1,13 +1,16 @@
-"""Upscale a video file: decode thread -> SR in the caller's thread -> encode/mux thread.
+"""Upscale a video file: decode thread -> SR pipeline driven from the caller's thread -> encode/mux thread.
 
 Bounded queues give back-pressure, so memory stays at a few frames whatever the speed of each
-stage. The model runs in the calling thread so that Ctrl-C (delivered to the main thread) lands
-between frames; the worker threads poll a stop event and are always joined. Whatever fails,
-the output is written to a temporary file that only replaces OUT when everything succeeded.
+stage. The pipeline (pipeline.py) is driven from the calling thread so that Ctrl-C (delivered to
+the main thread) lands between frames; on CUDA it keeps several frames in flight, and packets of
+other streams wait behind the frames decoded before them, so the encoder sees the input's order.
+The worker threads poll a stop event and are always joined. Whatever fails, the output is
+written to a temporary file that only replaces OUT when everything succeeded.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import queue
 import threading
@@ -17,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from . import colour, encode, media
+from . import encode, hwcodec, media
 from .colour import ColourSpec
 from .errors import RlfnError, UnsupportedScaleError
+from .pipeline import FramePipeline, PipelineOptions, make_pipeline
 
 Progress = Callable[[int, "int | None"], None]
 
@@ -47,6 +49,8 @@ class TranscodeReport:
     codec: str
     pix_fmt: str
     warnings: tuple[str, ...]
+    pipeline: str = ""  # which SR path ran (device, batching, streams, graphs, tiles)
+    hardware: str = ""  # NVDEC/NVENC: what this PyAV build and GPU offer, and what was used
 
 
 class _Failed:
@@ -116,23 +120,6 @@ def _join(workers: list[threading.Thread], stop: threading.Event) -> None:
         raise
 
 
-def _upscaler(engine: Any, spec_in: ColourSpec, spec_out: ColourSpec) -> Callable[[media.Picture], media.Picture]:
-    """Integer planes -> RGB -> engine -> integer planes; the colour maths runs on the engine's device."""
-    device = getattr(engine, "device", torch.device("cpu"))
-
-    def step(pic: media.Picture) -> media.Picture:
-        planes = [torch.from_numpy(p).to(device) for p in pic.planes]
-        rgb = colour.planes_to_rgb(planes, spec_in).unsqueeze(0)
-        out = engine(rgb)[0]
-        want = (3, rgb.shape[-2] * engine.scale, rgb.shape[-1] * engine.scale)
-        if tuple(out.shape) != want:
-            raise RlfnError(f"the engine returned {tuple(out.shape)} for a {tuple(rgb.shape[1:])} frame, not {want}")
-        planes_out = tuple(p.cpu().numpy() for p in colour.rgb_to_planes(out, spec_out))
-        return media.Picture(planes_out, pic.pts, pic.time_base, pic.index)
-
-    return step
-
-
 def upscale_video(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -151,12 +138,14 @@ def upscale_video(
     warn: Callable[[str], None] | None = None,
     engine: Any = None,
     max_frames: int | None = None,
+    pipeline: PipelineOptions | None = None,
 ) -> TranscodeReport:
     """Upscale every frame of `src` into `dst`, keeping timing, colour, rotation, audio and subtitles.
 
     `engine`: a ready `Engine` (or any object with `.scale` and `__call__(rgb NCHW) -> NCHW`);
     when given, `scale`, `model`, `weights`, `device` and `half` are not used. `max_frames` stops
     after that many frames (previews, tests); other streams stop at about the same time.
+    `pipeline`: frames in flight, batching, streams, graphs (None: chosen from the frame size).
     `progress(done, total)` is called after each frame from this thread (`total` is None when
     the container has no frame count); `warn(message)` receives each remark, also listed in the
     report. Raises the `RlfnError` subclasses of `errors.py`; on any error or KeyboardInterrupt
@@ -186,22 +175,29 @@ def upscale_video(
 
                 engine = Engine.from_options(scale=scale, model=model, weights=weights, device=device, half=half)
             sink = encode.Sink(tmp, source, plan, warn=note, name=str(dst))
+            hardware = hwcodec.describe(getattr(engine, "device", None), info.codec, plan.codec)
             try:
                 total = min(filter(None, (info.frames, max_frames)), default=None)
-                t0 = time.perf_counter()
-                frames_in = _run(source, sink, _upscaler(engine, info.colour, plan.colour), progress, total)
-                seconds = time.perf_counter() - t0
+                with make_pipeline(engine, info.colour, plan.colour, options=pipeline) as pipe:
+                    t0 = time.perf_counter()
+                    frames_in = _run(source, sink, pipe, progress, total)
+                    seconds = time.perf_counter() - t0
+                    path = pipe.description
             finally:
                 sink.close()
     return TranscodeReport(
         src=src, dst=dst, frames_in=frames_in, frames_out=sink.frames, seconds=seconds,
         fps=sink.frames / seconds if seconds > 0 else 0.0, size_in=(info.width, info.height),
         size_out=(plan.width, plan.height), decode_path=info.decode_path, colour_in=info.colour,
-        colour_out=plan.colour, codec=plan.codec, pix_fmt=plan.pix_fmt, warnings=tuple(warnings))
+        colour_out=plan.colour, codec=plan.codec, pix_fmt=plan.pix_fmt, warnings=tuple(warnings), pipeline=path,
+        hardware=hardware)
 
 
-def _run(source: media.Source, sink: encode.Sink, step: Callable[[media.Picture], media.Picture],
-         progress: Progress | None, total: int | None) -> int:
+_FRAME = object()  # a frame's place among the packets, while the pipeline holds it
+
+
+def _run(source: media.Source, sink: encode.Sink, pipe: FramePipeline, progress: Progress | None,
+         total: int | None) -> int:
     """Run the three stages; returns the frame count. Re-raises the first failure of any stage."""
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
@@ -213,17 +209,40 @@ def _run(source: media.Source, sink: encode.Sink, step: Callable[[media.Picture]
     for w in workers:
         w.start()
     done = 0
-    try:
-        while (item := _get(decoded, stop)) is not _END:
-            if isinstance(item, _Failed):
-                raise item.exc
-            if isinstance(item, media.Picture):
-                item = step(item)
+    backlog: collections.deque = collections.deque()  # packets and frame places, in decode order
+
+    def emit(finished: list[media.Picture]) -> bool:
+        """Hand the finished frames, and the packets between them, to the encoder (False: it failed)."""
+        nonlocal done
+        ready = collections.deque(finished)
+        while backlog and (backlog[0] is not _FRAME or ready):
+            item = backlog.popleft()
+            if item is _FRAME:
+                item = ready.popleft()
                 done += 1
                 if progress is not None:
                     progress(done, total)
             if not _put(upscaled, item, stop):
-                break  # the encoder failed; its error is raised below
+                return False
+        if ready:
+            raise RlfnError(f"the pipeline returned {len(ready)} frame(s) more than it was given")
+        return True
+
+    try:
+        ok = True
+        while ok and (item := _get(decoded, stop)) is not _END:
+            if isinstance(item, _Failed):
+                raise item.exc
+            if isinstance(item, media.Picture):
+                backlog.append(_FRAME)
+                ok = emit(pipe.submit(item))
+            else:
+                backlog.append(item)
+                ok = emit([])
+        if ok and not stop.is_set():
+            ok = emit(pipe.flush())
+            if ok and backlog:
+                raise RlfnError(f"the pipeline lost {sum(i is _FRAME for i in backlog)} frame(s)")
         _put(upscaled, _END, stop)
     except BaseException:
         stop.set()
