@@ -12,6 +12,14 @@ from .trainer import Runtime, Stage, StageConfig
 
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
 
+# Runtime options shared by every command that trains (how fast, not what is learned).
+Threads = Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")]
+Device = Annotated[str, typer.Option(help="cpu or cuda[:N]; on CUDA the data set stays on the GPU.")]
+Amp = Annotated[Optional[str], typer.Option(help="Mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA).")]
+ChannelsLast = Annotated[bool, typer.Option(help="channels_last memory format.")]
+Compile = Annotated[bool, typer.Option(help="torch.compile the model.")]
+Prefetch = Annotated[int, typer.Option(help="Batches a worker thread prepares ahead (0: inline).")]
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 
@@ -34,12 +42,12 @@ def stage(
     init: Annotated[Optional[Path], typer.Option(help="Warm start from these weights.")] = None,
     loss: Annotated[str, typer.Option(help="l1, mse or l1+contrastive.")] = "l1",
     prune_to: Annotated[Optional[str], typer.Option(help="Prune the init weights to C,M channels first.")] = None,
-    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
-    device: Annotated[str, typer.Option(help="cpu or cuda[:N]; on CUDA the data set stays on the GPU.")] = "cpu",
-    amp: Annotated[Optional[str], typer.Option(help="Mixed precision on CUDA: bf16 or fp16.")] = None,
-    channels_last: Annotated[bool, typer.Option(help="channels_last memory format.")] = False,
-    compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = False,
-    prefetch: Annotated[int, typer.Option(help="Batches a worker thread prepares ahead (0: inline).")] = 2,
+    threads: Threads = 0,
+    device: Device = "cpu",
+    amp: Amp = None,
+    channels_last: ChannelsLast = False,
+    compile: Compile = False,
+    prefetch: Prefetch = 2,
 ) -> None:
     """Train one stage."""
     if threads:
@@ -59,12 +67,12 @@ def recipe(
     runs: Annotated[Path, typer.Option(help="Folder for the stages' run folders.")] = Path("runs"),
     data_root: Annotated[Path, typer.Option(help="Folder the recipe's `data` entries are relative to.")] = DATA_ROOT,
     stage: Annotated[Optional[str], typer.Option(help="Run only this stage.")] = None,
-    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
-    device: Annotated[str, typer.Option(help="cpu or cuda[:N]; on CUDA the data set stays on the GPU.")] = "cpu",
-    amp: Annotated[Optional[str], typer.Option(help="Mixed precision on CUDA: bf16 or fp16.")] = None,
-    channels_last: Annotated[bool, typer.Option(help="channels_last memory format.")] = False,
-    compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = False,
-    prefetch: Annotated[int, typer.Option(help="Batches a worker thread prepares ahead (0: inline).")] = 2,
+    threads: Threads = 0,
+    device: Device = "cpu",
+    amp: Amp = None,
+    channels_last: ChannelsLast = False,
+    compile: Compile = False,
+    prefetch: Prefetch = 2,
 ) -> None:
     """Run a recipe's stages in order; rerun to resume after an interruption."""
     from .recipe import run_recipe
@@ -83,12 +91,12 @@ def bench(
     batch: int = 16,
     steps: Annotated[int, typer.Option(help="Timed steps (after 3 warm-up steps).")] = 20,
     data: Annotated[Optional[list[Path]], typer.Option(help="Image folder(s); default: synthetic images.")] = None,
-    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
-    device: Annotated[str, typer.Option(help="cpu or cuda[:N]; on CUDA the data set stays on the GPU.")] = "cpu",
-    amp: Annotated[Optional[str], typer.Option(help="Mixed precision on CUDA: bf16 or fp16.")] = None,
-    channels_last: Annotated[bool, typer.Option(help="channels_last memory format.")] = False,
-    compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = False,
-    prefetch: Annotated[int, typer.Option(help="Batches a worker thread prepares ahead (0: inline).")] = 2,
+    threads: Threads = 0,
+    device: Device = "cpu",
+    amp: Amp = None,
+    channels_last: ChannelsLast = False,
+    compile: Compile = False,
+    prefetch: Prefetch = 2,
 ) -> None:
     """Training iterations/s and the share of time spent waiting for data, at a recipe's batch/patch."""
     import tempfile

@@ -35,15 +35,16 @@ def export(run_dirs: list[Path], out: Path, *, device_note: str | None = None) -
     for run in run_dirs:
         ck = torch.load(Path(run) / "last.pt", map_location="cpu", weights_only=True)
         cfg = ck["config"]
-        stages.append({"run": Path(run).name, "loss": cfg.get("loss", "l1"), "prune_to": cfg.get("prune_to"), "steps": ck["step"], "minutes": round(ck["elapsed"] / 60, 1),
+        stages.append({"run": f"{Path(run).parent.name}/{Path(run).name}", "loss": cfg.get("loss", "l1"),
+                       "prune_to": cfg.get("prune_to"), "steps": ck["step"], "minutes": round(ck["elapsed"] / 60, 1),
                        "patch": cfg["patch"], "batch": cfg["batch"], "lr": cfg["lr"], "init": cfg["init"],
-                       "data": cfg["data"], "device": device_note or machine()})
+                       "data": [Path(d).name for d in cfg["data"]], "device": device_note or machine()})
     net = RLFN(detect_arch(ck["model"]))  # the width of the last stage (it may be pruned)
     net.load_state_dict(ck["model"])
     desc = ModelDescriptor(net, value_range=1.0, name=f"{variant_name(net.arch) or 'rlfn-custom'}_x{net.arch.scale}")
     scores = score_sets(Engine(desc, device="cpu", half=False), net.arch.scale, [BENCHMARKS / "Set5", BENCHMARKS / "Set14"])
     meta = {
-        "training_data": sorted({Path(d).name for s in stages for d in s["data"]}),
+        "training_data": sorted({d for s in stages for d in s["data"]}),
         "steps": sum(s["steps"] for s in stages),
         "minutes": round(sum(s["minutes"] for s in stages), 1),
         "stages": stages,
