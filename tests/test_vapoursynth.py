@@ -267,7 +267,7 @@ WRONG = [  # clip, keyword arguments, what the message must say
     ("rgbs", {"scale": 4}, r".*rlfn_s_x2.pth holds rlfn_s x2, not rlfn_s x4"),
     ("rgbs", {"weights": "/no/such/file.pth"}, r"weights file '/no/such/file.pth' not found"),
     ("rgbs", {"num_streams": 0}, r"num_streams must be an integer >= 1"),
-    ("rgbs", {"tile": [0, 8]}, r"tile must be None, a positive integer or \[width, height\]"),
+    ("rgbs", {"tile": [16, 8]}, r'tile must be "auto", None or a positive integer'),
     ("rgbs", {"device": "cuda:7"}, r"cuda:7 requested but"),
     ("rgbs", {"device": "cpu", "device_index": 0}, r"pass device_index or device, not both"),
     ("none", {}, r"clip must be a video clip"),
@@ -356,9 +356,9 @@ def test_engine_loaded_once_and_shared(weights):
 def test_tiles(weights, device):
     clip = rgb_clip(length=1)
     whole = np.stack(planes(vsrlfn.rlfn(clip, scale=2, weights=weights, device=device).get_frame(0)))
-    wide = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device, tile=16, tile_pad=40)  # every tile sees all
+    wide = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device, tile=12, tile_pad=48)  # every tile sees all
     np.testing.assert_allclose(np.stack(planes(wide.get_frame(0))), whole, atol=1e-5)
-    tight = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device, tile=[16, 12], tile_pad=4)
+    tight = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device, tile=12, tile_pad=6)
     got = np.stack(planes(tight.get_frame(0)))
     assert got.shape == whole.shape and np.abs(got - whole).mean() < 0.02
 

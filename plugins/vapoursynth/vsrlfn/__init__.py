@@ -12,7 +12,7 @@ import functools
 import os
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import vapoursynth as vs
 from rlfn_video import colour
 from rlfn_video.engine import Engine
 from rlfn_video.errors import CheckpointError, RlfnError
-from rlfn_video.models import SCALES
+from rlfn_video.models import SCALES, load_model
 from rlfn_video.models.zoo import DEFAULT_MODEL, available, embedded_weights
 
 __all__ = ["rlfn"]
@@ -42,8 +42,8 @@ def rlfn(
     weights: str | os.PathLike | None = None,
     device_index: int | None = None,
     num_streams: int = 1,
-    tile: int | Sequence[int] | None = None,
-    tile_pad: int = 16,
+    tile: int | str | None = "auto",
+    tile_pad: int = 24,
     device: str | None = None,
 ) -> vs.VideoNode:
     """Upscale `clip` `scale` times with RLFN.
@@ -60,9 +60,11 @@ def rlfn(
     :param device_index: CUDA device number; None: GPU 0 when torch sees one, else the CPU.
     :param num_streams: frames in flight at once: CUDA streams (each with its own pinned host
         buffers) on a GPU, concurrent callbacks on the CPU. Set ``core.num_threads`` at least as high.
-    :param tile: split frames into tiles of this size (``w`` or ``[w, h]``, input pixels) to bound
-        GPU memory; None (default) processes whole frames. Tiled output differs slightly near seams.
-    :param tile_pad: input pixels of overlap around each tile, cropped after upscaling.
+    :param tile: ``"auto"`` (default): whole frames, tiles only when a frame's activations do not
+        fit in GPU memory; an integer: square tiles of that many input pixels (rounded down to a
+        multiple of 6, ESA's stride); None: never tile. Tiles stay within 45 dB of whole frames.
+    :param tile_pad: input pixels of overlap around each tile (rounded up to a multiple of 6),
+        cropped after upscaling.
     :param device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``, instead of ``device_index``.
 
     Output: ``scale`` times the size; every frame property copied (untagged YUV also gets the
@@ -73,16 +75,15 @@ def rlfn(
         raise vs.Error(f"vsrlfn: scale must be one of {', '.join(map(str, SCALES))}, not {scale!r}")
     if not isinstance(num_streams, int) or num_streams < 1:
         raise vs.Error(f"vsrlfn: num_streams must be an integer >= 1, not {num_streams!r}")
-    tile_hw = _check_tile(tile, tile_pad)
+    _check_tile(tile, tile_pad)
     dev = _device(device_index, device)
     half = False if fmt.id == vs.RGBS else None  # None: the engine's fast precision (fp16 CUDA, bf16 CPU)
     try:
-        engine = _engine(weights, scale, model, dev, half)
+        engine = _engine(weights, scale, model, dev, half, tile, tile_pad)
     except RlfnError as e:
         raise vs.Error(f"vsrlfn: {e}") from None
 
     s = engine.scale
-    infer = engine if tile_hw is None else functools.partial(_tiled, engine, tile=tile_hw, pad=tile_pad)
     w, h = clip.width, clip.height
     sw, sh = fmt.subsampling_w, fmt.subsampling_h  # 0 for RGB
 
@@ -91,10 +92,10 @@ def rlfn(
 
     if fmt.sample_type == vs.FLOAT:  # RGBS, RGBH (float YUV was refused)
         dtype = torch.float16 if fmt.bits_per_sample == 16 else torch.float32
-        convert = functools.partial(_rgb_frame, infer)
+        convert = functools.partial(_rgb_frame, engine)
     else:  # integer YUV (integer RGB was refused)
         dtype = torch.uint8 if fmt.bits_per_sample == 8 else torch.uint16
-        convert = functools.partial(_yuv_frame, infer, (w, h, fmt.bits_per_sample, _SUBSAMPLING[sw, sh]))
+        convert = functools.partial(_yuv_frame, engine, (w, h, fmt.bits_per_sample, _SUBSAMPLING[sw, sh]))
     slots = _Slots(num_streams, dev, plane_shapes(w, h), plane_shapes(w * s, h * s), dtype)
     blank = clip.std.BlankClip(width=w * s, height=h * s, keep=True)
     process = functools.partial(_process, slots=slots, convert=convert)
@@ -133,15 +134,13 @@ def _check_clip(clip: vs.VideoNode) -> vs.VideoFormat:
     return fmt
 
 
-def _check_tile(tile: int | Sequence[int] | None, pad: int) -> tuple[int, int] | None:
-    if not isinstance(pad, int) or pad < 0:
+def _check_tile(tile: int | str | None, pad: int) -> None:
+    if not isinstance(pad, int) or isinstance(pad, bool) or pad < 0:
         raise vs.Error(f"vsrlfn: tile_pad must be an integer >= 0, not {pad!r}")
-    if tile is None:
-        return None
-    wh = [tile, tile] if isinstance(tile, int) else list(tile)
-    if len(wh) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in wh):
-        raise vs.Error(f"vsrlfn: tile must be None, a positive integer or [width, height], not {tile!r}")
-    return wh[1], wh[0]
+    if tile in (None, "auto"):
+        return
+    if not isinstance(tile, int) or isinstance(tile, bool) or tile <= 0:
+        raise vs.Error(f'vsrlfn: tile must be "auto", None or a positive integer (square tiles), not {tile!r}')
 
 
 def _device(index: int | None, spec: str | None) -> torch.device:
@@ -167,7 +166,8 @@ def _device(index: int | None, spec: str | None) -> torch.device:
     return dev
 
 
-def _engine(weights, scale: int | None, model: str | None, dev: torch.device, half: bool | None) -> Engine:
+def _engine(weights, scale: int | None, model: str | None, dev: torch.device, half: bool | None,
+            tile: int | str | None, tile_pad: int) -> Engine:
     if weights is None:
         if scale is None:
             raise vs.Error("vsrlfn: scale=None needs a weights file; pass scale=2, 3 or 4")
@@ -180,10 +180,11 @@ def _engine(weights, scale: int | None, model: str | None, dev: torch.device, ha
     path = Path(weights).expanduser().resolve()
     if not path.is_file():
         raise vs.Error(f"vsrlfn: weights file {str(weights)!r} not found")
-    key = (str(path), path.stat().st_mtime_ns, scale, model, str(dev), half)
+    key = (str(path), path.stat().st_mtime_ns, scale, model, str(dev), half, tile, tile_pad)
     with _ENGINES_LOCK:
         if key not in _ENGINES:
-            _ENGINES[key] = Engine.from_options(scale=scale, model=model, weights=path, device=dev, half=half)
+            _ENGINES[key] = Engine(load_model(scale=scale, model=model, weights=path), device=dev, half=half,
+                                   tile=tile, tile_overlap=tile_pad)
         return _ENGINES[key]
 
 
@@ -276,17 +277,3 @@ def _yuv_frame(infer: Callable, layout: tuple, planes: list[torch.Tensor], props
         props_out["_Range"] = 0
     rgb = colour.planes_to_rgb(planes, spec)[None]  # fp32: 16-bit code values overflow fp16
     return colour.rgb_to_planes(infer(rgb)[0], spec)
-
-
-def _tiled(engine: Engine, x: torch.Tensor, *, tile: tuple[int, int], pad: int) -> torch.Tensor:
-    """`engine(x)` tile by tile, each tile upscaled with `pad` pixels of context around it."""
-    s, (h, w), (th, tw) = engine.scale, x.shape[-2:], tile
-    out = torch.empty((*x.shape[:-3], 3, h * s, w * s), device=engine.device)
-    for y0 in range(0, h, th):
-        for x0 in range(0, w, tw):
-            y1, x1 = min(y0 + th, h), min(x0 + tw, w)
-            top, left = max(y0 - pad, 0), max(x0 - pad, 0)
-            up = engine(x[..., top:min(y1 + pad, h), left:min(x1 + pad, w)])
-            dy, dx = (y0 - top) * s, (x0 - left) * s
-            out[..., y0 * s:y1 * s, x0 * s:x1 * s] = up[..., dy:dy + (y1 - y0) * s, dx:dx + (x1 - x0) * s]
-    return out
