@@ -3,7 +3,7 @@
 #   1. tests/test_vapoursynth.py with FAIL_WITHOUT_CUDA=1, so the cuda cases run instead of skipping;
 #   2. vspipe fps of examples/rlfn.vpy, 540p -> x4, with num_streams 1, 2 and 4 (and 4 piped as y4m);
 #   3. the CLI engine's fps on the same card and input size (`rlfn-video bench`, model + pipeline).
-# Usage: bash scripts/gpu_check_vs.sh [FRAMES=120]; results in $OUT (default ./gpu_check_vs).
+# Usage: bash scripts/gpu_check_vs.sh [FRAMES=120] (run by scripts/gpu_check.sh); results in $OUT (default ./gpu_check_vs).
 # RES=WxH changes the input size (a CPU dry run: FAIL_WITHOUT_CUDA= RES=176x144 ... 4).
 # Without shipped x4 weights a random RLFN-S x4 checkpoint is used: the speed is the same.
 set -uo pipefail
@@ -12,8 +12,8 @@ frames="${1:-120}"
 res="${RES:-960x540}"
 out="${OUT:-gpu_check_vs}"
 mkdir -p "$out"
-export PATH="$PWD/.venv/bin:$PATH" FAIL_WITHOUT_CUDA="${FAIL_WITHOUT_CUDA-1}"
-py=.venv/bin/python
+py="${PYTHON:-.venv/bin/python}"  # scripts/gpu_check.sh passes the image's python
+export PATH="$(dirname "$(command -v "$py")"):$PATH" FAIL_WITHOUT_CUDA="${FAIL_WITHOUT_CUDA-1}"  # vspipe sits beside it
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 report="$out/vs_bench.txt"
