@@ -28,6 +28,17 @@ def all_devices() -> list:
     return ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(no_gpu, reason="no CUDA GPU"))]
 
 
+@pytest.fixture(scope="session")
+def host_kernels(tmp_path_factory):
+    """The CuPy kernels' C source built with the host compiler (tests/host_kernels.py)."""
+    from . import host_kernels as host
+
+    try:
+        return host.build(tmp_path_factory.mktemp("kernels"))
+    except RuntimeError as e:
+        pytest.skip(str(e))
+
+
 @pytest.fixture(params=all_devices())
 def device(request) -> str:
     return request.param

@@ -84,14 +84,6 @@ def test_coefficients_are_colour_py_in_float64(matrix, full, depth):
 # The kernels' C source, built for the host
 
 
-@pytest.fixture(scope="module")
-def host_kernels(tmp_path_factory):
-    try:
-        return host.build(tmp_path_factory.mktemp("kernels"))
-    except RuntimeError as e:
-        pytest.skip(str(e))
-
-
 def call_host(lib, name: str, values: dict) -> None:
     host.call(lib, name, values)
 

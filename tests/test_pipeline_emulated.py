@@ -71,16 +71,8 @@ class _HostColour:
         return lambda stream: host.call_packed(lib, name, packed)
 
 
-@pytest.fixture(scope="module")
-def libs(tmp_path_factory):
-    try:
-        return host.build(tmp_path_factory.mktemp("kernels"))
-    except RuntimeError as e:
-        pytest.skip(str(e))
-
-
 @pytest.fixture
-def emulated(monkeypatch, libs):
+def emulated(monkeypatch, host_kernels):
     @contextlib.contextmanager
     def nothing(*args, **kwargs):
         yield
@@ -91,7 +83,7 @@ def emulated(monkeypatch, libs):
                         ("empty_cache", lambda: None), ("mem_get_info", lambda *a: (8 << 30, 16 << 30))):
         monkeypatch.setattr(cuda, name, value)
     monkeypatch.setattr(pipeline_cuda, "_pinned", lambda n: torch.zeros(n, dtype=torch.uint8))
-    monkeypatch.setattr(pipeline_cuda, "CudaColour", lambda device: _HostColour(libs))
+    monkeypatch.setattr(pipeline_cuda, "CudaColour", lambda device: _HostColour(host_kernels))
     monkeypatch.setattr(pipeline_cuda.CudaPipeline, "_capture",
                         lambda self, rgb: (g := _Graph(self.engine, rgb), g.out))
 
