@@ -20,6 +20,15 @@ ChannelsLast = Annotated[bool, typer.Option(help="channels_last memory format.")
 Compile = Annotated[bool, typer.Option(help="torch.compile the model.")]
 Prefetch = Annotated[int, typer.Option(help="Batches a worker thread prepares ahead (0: inline).")]
 
+
+
+def _runtime(threads: int, device: str, amp: str | None, channels_last: bool, compile: bool, prefetch: int) -> Runtime:
+    """Apply the thread count and bundle the rest: the one place the runtime options land."""
+    if threads:
+        torch.set_num_threads(threads)
+    return Runtime(device, amp, channels_last, compile, prefetch)
+
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 
@@ -50,12 +59,11 @@ def stage(
     prefetch: Prefetch = 2,
 ) -> None:
     """Train one stage."""
-    if threads:
-        torch.set_num_threads(threads)
+    runtime = _runtime(threads, device, amp, channels_last, compile, prefetch)
     cfg = StageConfig(model=model, scale=scale, data=[str(d) for d in data], patch=patch, batch=batch,
                       steps=steps, lr=lr, seed=seed, init=str(init) if init else None, loss=loss,
                       prune_to=[int(v) for v in prune_to.split(",")] if prune_to else None)
-    st = Stage(cfg, run_dir, runtime=Runtime(device, amp, channels_last, compile, prefetch))
+    st = Stage(cfg, run_dir, runtime=runtime)
     if st.skipped:
         typer.echo(f"warm start: kept initial values for {', '.join(st.skipped)}", err=True)
     st.run(on_log=lambda r: typer.echo(r, err=True))
@@ -77,10 +85,8 @@ def recipe(
     """Run a recipe's stages in order; rerun to resume after an interruption."""
     from .recipe import run_recipe
 
-    if threads:
-        torch.set_num_threads(threads)
-    run_recipe(path, runs, data_root, only=stage, runtime=Runtime(device, amp, channels_last, compile, prefetch),
-               on_log=lambda r: typer.echo(r, err=True))
+    runtime = _runtime(threads, device, amp, channels_last, compile, prefetch)
+    run_recipe(path, runs, data_root, only=stage, runtime=runtime, on_log=lambda r: typer.echo(r, err=True))
 
 
 @app.command()
@@ -101,8 +107,7 @@ def bench(
     """Training iterations/s and the share of time spent waiting for data, at a recipe's batch/patch."""
     import tempfile
 
-    if threads:
-        torch.set_num_threads(threads)
+    runtime = _runtime(threads, device, amp, channels_last, compile, prefetch)
     images = None
     if not data:
         g = torch.Generator().manual_seed(0)
@@ -110,7 +115,7 @@ def bench(
     cfg = StageConfig(model=model, scale=scale, data=[str(d) for d in data or []], patch=patch, batch=batch,
                       steps=steps + 3, log_every=steps + 3, checkpoint_every=10**9)
     with tempfile.TemporaryDirectory() as tmp:
-        st = Stage(cfg, Path(tmp), runtime=Runtime(device, amp, channels_last, compile, prefetch), images=images)
+        st = Stage(cfg, Path(tmp), runtime=runtime, images=images)
         st.run(max_steps=3)
         recs = []
         st.run(on_log=recs.append)
