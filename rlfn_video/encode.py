@@ -143,7 +143,9 @@ class Sink:
     copied packet for packet, or converted when the container cannot hold their codec."""
 
     def __init__(self, path: Path, source: Source, plan: VideoPlan, *, warn: Warn = lambda m: None,
-                 name: str | None = None):
+                 name: str | None = None, video_template: av.VideoStream | None = None):
+        """`video_template`: the video is already encoded (segments being joined): its packets
+        come through `write_video_packet` and are copied, as the other streams are."""
         self.name = name or str(path)
         self.plan = plan
         self.frames = 0
@@ -152,9 +154,13 @@ class Sink:
         except (ValueError, av.FFmpegError) as e:
             raise OutputError(f"{self.name}: cannot write this container ({e})") from None
         try:
-            self._video = self._add_video(source)
+            if video_template is None:
+                self._video = self._add_video(source)
+                self._flush: list[av.stream.Stream] = [self._video]
+            else:
+                self._video = self._copy_video(source, video_template)
+                self._flush = []
             self._routes: dict[int, Callable[[av.Packet], None]] = {}
-            self._flush: list[av.stream.Stream] = [self._video]
             for stream in source.carry:
                 self._add_carried(stream, warn)
             self._out.metadata.update(_clean_tags(source.container.metadata))
@@ -187,6 +193,20 @@ class Sink:
             vs.set_display_matrix(info.display_matrix)
         vs.metadata.update(_clean_tags(source.video.metadata))
         return vs
+
+    def _copy_video(self, source: Source, template: av.VideoStream) -> av.VideoStream:
+        vs = self._out.add_stream_from_template(template)
+        vs.time_base = template.time_base
+        if source.info.display_matrix:
+            vs.set_display_matrix(source.info.display_matrix)
+        vs.metadata.update(_clean_tags(source.video.metadata))
+        return vs
+
+    def write_video_packet(self, packet: av.Packet) -> None:
+        """An already encoded video packet (joining segments); counts the frames."""
+        packet.stream = self._video
+        self._mux(packet)
+        self.frames += 1
 
     def _add_carried(self, s: av.stream.Stream, warn: Warn) -> None:
         out = self._out

@@ -51,6 +51,17 @@ class Picture:
 
 
 @dataclass(frozen=True)
+class Span:
+    """The frames of a segment: pts in [start, end) of the video stream's time base (None: open
+    end), `first` the index of its first frame in the whole stream, `frames` how many it holds."""
+
+    start: int | None
+    end: int | None
+    first: int
+    frames: int
+
+
+@dataclass(frozen=True)
 class VideoInfo:
     path: Path
     container: str
@@ -134,11 +145,14 @@ class Source:
     decodes the first frame, so tags, pixel format and rotation are those of real frames. After
     the last frame, a stream that ends well before its declared length, or a demux/decode error,
     raises `TruncatedInputError`; `max_frames` stops early on purpose (previews, tests).
+    `span`: only that segment's frames (seeking to its keyframe), and no other streams; a span
+    that decodes to another frame count than it declares raises `TruncatedInputError`.
     """
 
-    def __init__(self, path: str | os.PathLike, *, max_frames: int | None = None):
+    def __init__(self, path: str | os.PathLike, *, max_frames: int | None = None, span: Span | None = None):
         self.path = Path(path)
         self.max_frames = max_frames
+        self.span = span
         self.container = open_input(self.path)
         try:
             video = next((s for s in self.container.streams.video
@@ -149,7 +163,9 @@ class Source:
                 raise UnsupportedInputError(f"{self.path}: no video stream (streams: {kinds})")
             video.thread_type = "AUTO"
             self.video = video
-            self.carry = [s for s in self.container.streams if s.index != video.index]
+            self.carry = [s for s in self.container.streams if s.index != video.index] if span is None else []
+            if span is not None and span.start is not None:
+                self.container.seek(span.start, stream=video, backward=True)  # to the keyframe at or before
             self._items = self._demux()
             self._pending: list[av.VideoFrame | av.Packet] = []
             for item in self._items:  # up to and including the first frame
@@ -199,6 +215,9 @@ class Source:
             else None, notes=tuple(notes))
 
     def _demux(self) -> Iterator[av.VideoFrame | av.Packet]:
+        if self.span is not None:
+            yield from self._demux_span(self.span)
+            return
         count, end = 0, 0.0
         try:
             for packet in self.container.demux():
@@ -224,8 +243,33 @@ class Source:
             raise TruncatedInputError(f"{self.path}: file ends early; decoding stopped after {count} frames "
                                       f"at t={end - start:.2f}s of {info.duration:.2f}s")
 
+    def _demux_span(self, span: Span) -> Iterator[av.VideoFrame]:
+        """The span's frames: decoding from its keyframe, frames before `start` belong to the
+        previous segment, and the first frame at or past `end` (decoders output in pts order) ends it."""
+        count = 0
+        try:
+            for packet in self.container.demux(self.video):
+                for frame in packet.decode():
+                    if frame.pts is None:
+                        raise UnsupportedInputError(f"{self.path}: frames without timestamps cannot be segmented")
+                    if span.start is not None and frame.pts < span.start:
+                        continue
+                    if span.end is not None and frame.pts >= span.end:
+                        break
+                    count += 1
+                    yield frame
+                else:
+                    continue
+                break
+        except av.FFmpegError as e:
+            raise TruncatedInputError(f"{self.path}: unreadable data ({e.strerror}) in frames {span.first}.."
+                                      f"{span.first + span.frames - 1}") from None
+        if count != span.frames:
+            raise TruncatedInputError(f"{self.path}: frames {span.first}..{span.first + span.frames - 1} decode to "
+                                      f"{count} frames, not {span.frames}; run without segments")
+
     def __iter__(self) -> Iterator[Picture | av.Packet]:
-        info, index = self.info, 0
+        info, index = self.info, self.span.first if self.span is not None else 0
         # Frames without pts (raw streams): one frame interval in time_base units.
         step = max(1, round(1 / (info.rate * info.time_base))) if info.rate else 1
         pending, self._pending = self._pending, []

@@ -120,6 +120,18 @@ def _join(workers: list[threading.Thread], stop: threading.Event) -> None:
         raise
 
 
+def collect_warnings(warn: Callable[[str], None] | None) -> tuple[list[str], Callable[[str], None]]:
+    """(the list of remarks for the report, a `note` that appends and forwards each to `warn`)."""
+    warnings: list[str] = []
+
+    def note(message: str) -> None:
+        warnings.append(message)
+        if warn is not None:
+            warn(message)
+
+    return warnings, note
+
+
 def upscale_video(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -152,13 +164,7 @@ def upscale_video(
     nothing is left at `dst` (an existing file there is untouched).
     """
     src, dst = Path(src), Path(dst)
-    warnings: list[str] = []
-
-    def note(message: str) -> None:
-        warnings.append(message)
-        if warn is not None:
-            warn(message)
-
+    warnings, note = collect_warnings(warn)
     with media.Source(src, max_frames=max_frames) as source:
         info = source.info
         for remark in info.notes:
@@ -174,23 +180,32 @@ def upscale_video(
                 from .engine import Engine  # deferred: validating the request needs no model
 
                 engine = Engine.from_options(scale=scale, model=model, weights=weights, device=device, half=half)
-            sink = encode.Sink(tmp, source, plan, warn=note, name=str(dst))
             hardware = hwcodec.describe(getattr(engine, "device", None), info.codec, plan.codec)
-            try:
-                total = min(filter(None, (info.frames, max_frames)), default=None)
-                with make_pipeline(engine, info.colour, plan.colour, options=pipeline) as pipe:
-                    t0 = time.perf_counter()
-                    frames_in = _run(source, sink, pipe, progress, total)
-                    seconds = time.perf_counter() - t0
-                    path = pipe.description
-            finally:
-                sink.close()
+            total = min(filter(None, (info.frames, max_frames)), default=None)
+            frames_in, frames_out, seconds, path = transcode_into(
+                source, tmp, plan, engine, pipeline=pipeline, progress=progress, total=total, warn=note, name=str(dst))
     return TranscodeReport(
-        src=src, dst=dst, frames_in=frames_in, frames_out=sink.frames, seconds=seconds,
-        fps=sink.frames / seconds if seconds > 0 else 0.0, size_in=(info.width, info.height),
+        src=src, dst=dst, frames_in=frames_in, frames_out=frames_out, seconds=seconds,
+        fps=frames_out / seconds if seconds > 0 else 0.0, size_in=(info.width, info.height),
         size_out=(plan.width, plan.height), decode_path=info.decode_path, colour_in=info.colour,
         colour_out=plan.colour, codec=plan.codec, pix_fmt=plan.pix_fmt, warnings=tuple(warnings), pipeline=path,
         hardware=hardware)
+
+
+def transcode_into(source: media.Source, path: Path, plan: encode.VideoPlan, engine: Any, *,
+                   pipeline: PipelineOptions | None = None, progress: Progress | None = None,
+                   total: int | None = None, warn: Callable[[str], None] = lambda m: None,
+                   name: str | None = None) -> tuple[int, int, float, str]:
+    """Decode `source`, upscale, encode into `path` as planned: (frames in, frames out, seconds,
+    pipeline description). The caller owns `path` (a temporary file it commits or deletes)."""
+    sink = encode.Sink(path, source, plan, warn=warn, name=name)
+    try:
+        with make_pipeline(engine, source.info.colour, plan.colour, options=pipeline) as pipe:
+            t0 = time.perf_counter()
+            frames_in = _run(source, sink, pipe, progress, total)
+            return frames_in, sink.frames, time.perf_counter() - t0, pipe.description
+    finally:
+        sink.close()
 
 
 _FRAME = object()  # a frame's place among the packets, while the pipeline holds it

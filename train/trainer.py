@@ -42,6 +42,7 @@ class StageConfig:
     seed: int = 0
     init: str | None = None  # warm start: weights of an earlier run (upsampler skipped if scale differs)
     loss: str = "l1"  # l1, mse or l1+contrastive (losses.py)
+    contrastive_channels: int = 64  # width of the contrastive loss's frozen extractor
     prune_to: list[int] | None = None  # [channels, mid_channels]: prune the init weights first (prune.py)
     checkpoint_every: int = 200
     log_every: int = 50
@@ -144,7 +145,7 @@ class Stage:
         self.model = model.to(self.device)
         if self.rt.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.loss_fn = make_loss(c.loss, self.device)
+        self.loss_fn = make_loss(c.loss, self.device, contrastive_channels=c.contrastive_channels)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=c.lr, betas=(0.9, 0.99))
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=c.steps, eta_min=c.lr_min)
         self.gen = torch.Generator().manual_seed(c.seed)

@@ -1,0 +1,246 @@
+"""Segmented upscaling: keyframe segments encoded independently, a manifest, resume, one join.
+
+    plan (segments.py) -> manifest (manifest.py) -> encode the missing segments on the workers
+    (workers.py: this process, one process per GPU/CPU worker, or Ray actors) -> join the
+    segments by stream copy, muxing the source's audio and subtitles once.
+
+Each segment is decoded from its keyframe, upscaled and encoded by the same code as a single
+pass (`transcode.transcode_into`) into `OUT.rlfn/NNNNN.ext` via a temporary name, then committed
+in the manifest with its checksum. Segments keep the input's pts, so joining needs no timestamp
+shift; the joined file has exactly the input's frames and timestamps.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import av
+
+from . import encode, media
+from .colour import ColourSpec
+from .errors import OutputError, RlfnError, UnsupportedScaleError
+from .manifest import Manifest, SegmentRecord, input_fingerprint, sha256_file
+from .pipeline import PipelineOptions
+from .segments import index_video, plan_segments
+
+if TYPE_CHECKING:
+    from .transcode import TranscodeReport
+    from .workers import Workers
+
+DEFAULT_SEGMENT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """What decides the output's bits: model, numerics, encoder. Picklable (workers, Ray)."""
+
+    scale: int = 4
+    model: str | None = "rlfn_s"
+    weights: str | None = None
+    precision: str = "fp32"
+    tile: int | str | None = "auto"
+    codec: str = "libx264"
+    crf: float | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None
+
+    def fingerprint(self) -> dict[str, Any]:
+        from .models.zoo import embedded_weights
+
+        weights = Path(self.weights) if self.weights else embedded_weights(self.model or "rlfn_s", self.scale)
+        return {"scale": self.scale, "model": self.model, "weights_sha256": sha256_file(weights),
+                "precision": self.precision, "tile": self.tile, "codec": self.codec, "crf": self.crf,
+                "preset": self.preset, "pix_fmt": self.pix_fmt}
+
+
+@dataclass(frozen=True)
+class SegmentTask:
+    src: str
+    dst: str  # the committed segment file
+    index: int
+    span: media.Span
+    colour: ColourSpec  # of the whole input (a segment's first frame might be tagged otherwise)
+    settings: EncodeSettings
+    pipeline: PipelineOptions | None = None
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    index: int
+    frames: int
+    sha256: str
+    bytes: int
+    seconds: float
+    worker: str = ""
+
+
+def encode_segment(task: SegmentTask, engine: Any) -> SegmentResult:
+    """Decode, upscale and encode one segment into a temporary file, then rename it into place."""
+    dst = Path(task.dst)
+    s = task.settings
+    with media.Source(task.src, span=task.span) as source:
+        source.info = replace(source.info, colour=task.colour)
+        info = source.info
+        plan = encode.plan_video(info, width=info.width * s.scale, height=info.height * s.scale, codec=s.codec,
+                                 crf=s.crf, preset=s.preset, pix_fmt=s.pix_fmt)
+        from .transcode import transcode_into  # deferred: transcode imports this module's callers
+
+        tmp = dst.with_name(f".{dst.stem}.part-{os.getpid()}{dst.suffix}")
+        try:
+            _, frames, seconds, _ = transcode_into(source, tmp, plan, engine, pipeline=task.pipeline,
+                                                   total=task.span.frames, name=str(dst))
+            if frames != task.span.frames:
+                raise RlfnError(f"{dst.name}: encoded {frames} frames, the segment has {task.span.frames}")
+            os.replace(tmp, dst)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return SegmentResult(task.index, frames, sha256_file(dst), dst.stat().st_size, seconds)
+
+
+def manifest_path(dst: Path) -> Path:
+    return dst.with_name(dst.name + ".rlfn.json")
+
+
+def _prepare(src: Path, dst: Path, settings: EncodeSettings, seconds: float, resume: bool,
+             note: Callable[[str], None]) -> tuple[Manifest, media.VideoInfo, encode.VideoPlan]:
+    info = media.probe(src)
+    plan = encode.plan_video(info, width=info.width * settings.scale, height=info.height * settings.scale,
+                             codec=settings.codec, crf=settings.crf, preset=settings.preset,
+                             pix_fmt=settings.pix_fmt, warn=note)
+    index = index_video(src)
+    if index is None:
+        note("packets without timestamps: processing the input as one segment")
+    spans = plan_segments(index, seconds, frames=info.frames)
+    fingerprint = input_fingerprint(src, index.frames if index else -1, index.keyframes if index else ())
+    wanted = {**settings.fingerprint(), "segment_seconds": seconds}
+    path = manifest_path(dst)
+    if path.exists() and resume:
+        manifest = Manifest.load(path)
+        manifest.check_matches(fingerprint, wanted)
+        manifest.folder.mkdir(exist_ok=True)
+        return manifest, info, plan
+    if path.exists():  # --no-resume: start over
+        path.unlink()
+        shutil.rmtree(path.with_suffix(""), ignore_errors=True)
+    records = [SegmentRecord(i, s.start, s.end, s.first, s.frames, f"{i:05d}{dst.suffix}")
+               for i, s in enumerate(spans)]
+    manifest = Manifest(path, fingerprint, wanted, records)
+    try:
+        manifest.folder.mkdir(exist_ok=True)
+        manifest.save()
+    except OSError as e:
+        raise OutputError(f"{dst}: cannot write the segment manifest in {dst.parent} ({e.strerror})") from None
+    return manifest, info, plan
+
+
+def _video_packets(paths: list[Path]) -> Iterator[av.Packet]:
+    for path in paths:
+        with av.open(str(path)) as c:
+            for packet in c.demux(c.streams.video[0]):
+                if packet.size:
+                    yield packet
+
+
+def _seconds(packet: av.Packet) -> Fraction:
+    t = packet.dts if packet.dts is not None else packet.pts
+    return Fraction(t or 0) * Fraction(packet.time_base)
+
+
+def join_segments(src: Path, dst: Path, manifest: Manifest, plan: encode.VideoPlan, *, overwrite: bool,
+                  warn: Callable[[str], None]) -> int:
+    """Stream-copy the segments' video and the source's other streams into `dst`; returns frames."""
+    paths = [manifest.segment_path(r) for r in manifest.segments]
+    with media.Source(src) as source, av.open(str(paths[0])) as first, media.open_input(src) as carried:
+        with media.atomic_output(dst, overwrite=overwrite) as tmp:
+            sink = encode.Sink(tmp, source, plan, warn=warn, name=str(dst), video_template=first.streams.video[0])
+            try:
+                extra = [carried.streams[s.index] for s in source.carry]
+                others = (p for p in carried.demux(*extra) if p.dts is not None) if extra else iter(())
+                merged = heapq.merge(((_seconds(p), 0, n, p) for n, p in enumerate(_video_packets(paths))),
+                                     ((_seconds(p), 1, n, p) for n, p in enumerate(others)), key=lambda t: t[:3])
+                for _, kind, _, packet in merged:
+                    sink.write_video_packet(packet) if kind == 0 else sink.write_packet(packet)
+                want = sum(r.frames for r in manifest.segments)
+                if sink.frames != want:
+                    raise RlfnError(f"{dst}: the segments hold {sink.frames} frames, the input {want}")
+                sink.finish()
+            finally:
+                sink.close()
+    return sink.frames
+
+
+def upscale_segmented(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    settings: EncodeSettings,
+    workers: Workers,
+    segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
+    resume: bool = True,
+    keep_segments: bool = False,
+    overwrite: bool = False,
+    pipeline: PipelineOptions | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> TranscodeReport:
+    """Upscale `src` into `dst` segment by segment on `workers` (see the module docstring).
+
+    With `resume` (default) a manifest left by an interrupted run for the same input and settings
+    is continued: committed segments whose checksum still holds are kept, the others redone; a
+    manifest for another input or other settings raises `ManifestMismatch`. On success the
+    manifest and segments are removed unless `keep_segments`."""
+    from .transcode import TranscodeReport, collect_warnings
+
+    src, dst = Path(src), Path(dst)
+    warnings, note = collect_warnings(warn)
+
+    if not isinstance(settings.scale, int) or settings.scale < 1:
+        raise UnsupportedScaleError(f"scale must be a positive integer, got {settings.scale!r}")
+    media.check_output(src, dst, overwrite=overwrite)
+    manifest, info, plan = _prepare(src, dst, settings, segment_seconds, resume, note)
+    total = sum(r.frames for r in manifest.segments)
+    todo, done = [], 0
+    for record in manifest.segments:
+        if manifest.committed(record):
+            done += record.frames
+            continue
+        if record.sha256 is not None:
+            note(f"segment {record.index}: file missing or checksum mismatch; redoing it")
+            record.sha256 = record.bytes = None
+        todo.append(SegmentTask(str(src.resolve()), str(manifest.segment_path(record).resolve()), record.index,
+                                record.span, info.colour, settings, pipeline))
+    if progress is not None:
+        progress(done, total)
+    t0 = time.perf_counter()
+
+    def committed(result: SegmentResult) -> None:
+        nonlocal done
+        record = manifest.segments[result.index]
+        record.sha256, record.bytes = result.sha256, result.bytes
+        manifest.save()
+        done += result.frames
+        if progress is not None:
+            progress(done, total)
+
+    workers.run(todo, committed)
+    frames = join_segments(src, dst, manifest, plan, overwrite=overwrite, warn=note)
+    seconds = time.perf_counter() - t0
+    if not keep_segments:
+        shutil.rmtree(manifest.folder, ignore_errors=True)
+        manifest.path.unlink(missing_ok=True)
+    return TranscodeReport(
+        src=src, dst=dst, frames_in=total, frames_out=frames, seconds=seconds,
+        fps=sum(manifest.segments[t.index].frames for t in todo) / seconds if seconds > 0 and todo else 0.0,
+        size_in=(info.width, info.height), size_out=(plan.width, plan.height), decode_path=info.decode_path,
+        colour_in=info.colour, colour_out=plan.colour, codec=plan.codec, pix_fmt=plan.pix_fmt,
+        warnings=tuple(warnings), pipeline=f"{len(manifest.segments)} segment(s), {len(todo)} encoded, "
+                                          f"{workers.description}")

@@ -1,0 +1,262 @@
+"""Who encodes the segments: this process, one process per device, or Ray actors on a cluster.
+
+Every kind runs `segmented.encode_segment` with an `Engine` it loads once and keeps for all
+the segments (and all the inputs of a batch) it is given; results come back to the caller's
+thread, which alone writes the manifest.
+
+- `InProcess`: one device, in this process (Ctrl-C lands between frames, as in a single pass).
+- `LocalProcesses`: one spawned process per entry of `devices` ("cuda:0", "cuda:1", or "cpu"
+  N times with the cores shared out); a worker that dies is replaced and its segment retried.
+- `RayWorkers`: Ray actors (`num_gpus=1` each on GPU clusters); Ray restarts dead actors and
+  retries their tasks; inputs and outputs must be on storage every node sees.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .errors import RlfnError
+from .segmented import EncodeSettings, SegmentResult, SegmentTask, encode_segment
+
+OnResult = Callable[[SegmentResult], None]
+RETRIES = 3  # times a segment is tried again after its worker died
+
+
+def parse_devices(spec: str | None, workers: int | None = None) -> list[str]:
+    """`--devices`: "all" (every CUDA GPU), "cpu", "cuda", "cuda:0,cuda:1", or None ("auto": the
+    GPUs if there are any, else the CPU). On the CPU `workers` processes share the cores."""
+    spec = (spec or "auto").strip().lower()
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if spec in ("all", "auto"):
+        if gpus:
+            devices = [f"cuda:{i}" for i in range(gpus)]
+        elif spec == "all":
+            raise RlfnError("--devices all: torch sees no CUDA GPU; use --devices cpu --workers N")
+        else:
+            devices = ["cpu"]
+    else:
+        devices = [d.strip() for d in spec.split(",") if d.strip()]
+        for d in devices:
+            from .devices import resolve_device
+
+            resolve_device(d)
+        if len(set(devices)) != len(devices) and set(devices) != {"cpu"}:
+            raise RlfnError(f"--devices {spec}: a GPU is listed twice")
+    if workers is not None:
+        if workers < 1:
+            raise RlfnError(f"--workers must be at least 1, not {workers}")
+        if devices == ["cpu"]:
+            devices = ["cpu"] * workers
+        elif workers != len(devices):
+            raise RlfnError(f"--workers {workers} with {len(devices)} device(s): GPUs run one worker each")
+    return devices
+
+
+def cpu_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+_ENGINES: dict[tuple, Any] = {}
+
+
+def engine_for(settings: EncodeSettings, device: str) -> Any:
+    """This process's engine for these settings and device, loaded on first use."""
+    key = (settings.scale, settings.model, settings.weights, settings.precision, settings.tile, device)
+    if key not in _ENGINES:
+        from .engine import Engine
+
+        _ENGINES.clear()  # one model at a time per worker
+        _ENGINES[key] = Engine.from_options(scale=settings.scale, model=settings.model, weights=settings.weights,
+                                            device=device, precision=settings.precision, tile=settings.tile)
+    return _ENGINES[key]
+
+
+def run_task(task: SegmentTask, device: str, label: str) -> SegmentResult:
+    result = encode_segment(task, engine_for(task.settings, device))
+    return SegmentResult(result.index, result.frames, result.sha256, result.bytes, result.seconds, label)
+
+
+class Workers:
+    description = ""
+
+    def run(self, tasks: Sequence[SegmentTask], on_result: OnResult) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InProcess(Workers):
+    def __init__(self, device: str = "auto"):
+        from .devices import resolve_device
+
+        self.device = str(resolve_device(device))
+        self.description = f"1 worker ({self.device}, in process)"
+
+    def run(self, tasks: Sequence[SegmentTask], on_result: OnResult) -> None:
+        for task in tasks:
+            on_result(run_task(task, self.device, self.device))
+
+
+# --- one process per device ----------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(devices: multiprocessing.Queue, threads: int) -> None:
+    _WORKER["device"] = devices.get()
+    _WORKER["label"] = f"{_WORKER['device']} pid {os.getpid()}"
+    if _WORKER["device"] == "cpu":
+        torch.set_num_threads(threads)
+
+
+def _run_in_worker(task: SegmentTask) -> SegmentResult:
+    return run_task(task, _WORKER["device"], _WORKER["label"])
+
+
+class LocalProcesses(Workers):
+    def __init__(self, devices: Sequence[str]):
+        self.devices = list(devices)
+        self.threads = cpu_threads(self.devices.count("cpu")) if "cpu" in self.devices else 0
+        self._ctx = multiprocessing.get_context("spawn")  # CUDA and torch's thread pools do not survive fork
+        self._pool: ProcessPoolExecutor | None = None
+        cpu = f", {self.threads} thread(s) each" if self.threads else ""
+        self.description = f"{len(self.devices)} worker processes ({', '.join(self.devices)}{cpu})"
+
+    def _start(self) -> ProcessPoolExecutor:
+        queue = self._ctx.Queue()
+        for d in self.devices:
+            queue.put(d)
+        return ProcessPoolExecutor(len(self.devices), mp_context=self._ctx, initializer=_init_worker,
+                                   initargs=(queue, self.threads))
+
+    def run(self, tasks: Sequence[SegmentTask], on_result: OnResult) -> None:
+        left = {t.index: t for t in tasks}
+        tries = 0
+        while left:
+            if self._pool is None:
+                self._pool = self._start()
+            futures: dict[Future, int] = {self._pool.submit(_run_in_worker, t): i for i, t in left.items()}
+            try:
+                while futures:
+                    finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        index = futures.pop(f)
+                        on_result(f.result())
+                        del left[index]
+            except BrokenProcessPool:
+                # A worker died (killed, out of memory): fresh workers retry the unfinished segments.
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+                tries += 1
+                if tries > RETRIES:
+                    raise RlfnError(f"workers died {tries} times; {len(left)} segment(s) left for --resume") from None
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+# --- Ray --------------------------------------------------------------------------------------
+
+
+class _SegmentActor:
+    """A Ray actor holding one engine; `run` encodes one segment."""
+
+    def __init__(self, device: str, threads: int):
+        self.device = device
+        if device == "cpu":
+            torch.set_num_threads(threads)
+        else:
+            self.device = "cuda:0"  # Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU
+        import socket
+
+        self.label = f"ray {socket.gethostname()} pid {os.getpid()} {self.device}"
+
+    def run(self, task: SegmentTask) -> SegmentResult:
+        return run_task(task, self.device, self.label)
+
+
+@dataclass
+class RayWorkers(Workers):
+    """`address`: "local" starts a private Ray instance for this run; "auto" joins the running
+    cluster (RAY_ADDRESS or a local `ray start --head`); anything else is passed to `ray.init`."""
+
+    address: str = "auto"
+    workers: int | None = None  # default: one per GPU of the cluster, else one per `threads` CPUs
+    gpu: bool | None = None  # default: when the cluster has GPUs
+    threads: int = 1  # CPU threads per CPU worker
+
+    def __post_init__(self) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise RlfnError("--ray needs Ray: pip install 'rlfn-video[ray]'") from None
+        self._ray = ray
+        self._own = self.address == "local"
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
+                                  "configure_logging": True}
+        if self._own:
+            kwargs["num_cpus"] = max(self.workers or 1, 1) * self.threads
+        else:
+            kwargs["address"] = self.address
+        try:
+            ray.init(**kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise RlfnError(f"--ray {self.address}: cannot reach a Ray cluster ({e})") from None
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        self.gpu = bool(gpus) if self.gpu is None else self.gpu
+        if self.gpu and not gpus:
+            raise RlfnError("the Ray cluster has no GPUs; run CPU workers with --devices cpu")
+        n = self.workers or (gpus if self.gpu else max(1, int(resources.get("CPU", 1)) // self.threads))
+        options = {"num_gpus": 1, "num_cpus": 1} if self.gpu else {"num_cpus": self.threads}
+        actor = ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES, **options)(_SegmentActor)
+        self._actors = [actor.remote("cuda" if self.gpu else "cpu", self.threads) for _ in range(n)]
+        self.description = f"{n} Ray worker(s) ({'1 GPU' if self.gpu else f'{self.threads} CPU thread(s)'} each)"
+
+    def run(self, tasks: Sequence[SegmentTask], on_result: OnResult) -> None:
+        from ray.util import ActorPool
+
+        pool = ActorPool(self._actors)
+        try:
+            for result in pool.map_unordered(lambda a, t: a.run.remote(t), list(tasks)):
+                on_result(result)
+        except self._ray.exceptions.RayTaskError as e:
+            cause = e.as_instanceof_cause()
+            raise cause if isinstance(cause, RlfnError) else RlfnError(f"a Ray worker failed: {e}") from None
+
+    def close(self) -> None:
+        for a in self._actors:
+            self._ray.kill(a)
+        if self._own:
+            self._ray.shutdown()
+
+
+def make_workers(devices: str | None = None, workers: int | None = None, ray: str | None = None) -> Workers:
+    """The workers the CLI's --devices/--workers/--ray describe."""
+    if ray is not None:
+        gpu = None if devices in (None, "auto") else devices != "cpu"
+        threads = cpu_threads(workers or 1) if ray == "local" else 1
+        return RayWorkers(ray, workers=workers, gpu=gpu, threads=threads)
+    listed = parse_devices(devices, workers)
+    return InProcess(listed[0]) if len(listed) == 1 else LocalProcesses(listed)
