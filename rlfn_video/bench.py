@@ -5,7 +5,10 @@ Modes:
 - `pipeline`: synthetic YUV frames through the transcode's `FramePipeline` (planes -> colour ->
   model -> colour -> planes; on CUDA pinned buffers, streams, graphs, batching), several in
   flight: fps is frames over the whole run, the latency columns are gaps between outputs;
-- `e2e`: a real file decoded, upscaled and encoded by `upscale_video`.
+- `e2e`: a real file decoded, upscaled and encoded by `upscale_video`;
+- `scaleout`: the same job split into keyframe segments (`upscale_segmented`) on 1, 2, ...
+  workers (processes on this machine, one per GPU or sharing the CPU cores); wall time from
+  the start of the run to the joined file, worker start-up and model loading included.
 The naive baseline is what most SR video scripts do: one thread, per frame decode -> rgb24
 ndarray -> fp32 tensor -> model -> numpy -> encode, synchronous.
 """
@@ -177,11 +180,11 @@ def bench_pipeline(engine: Engine, res: str, frames: int, options: PipelineOptio
 
 
 def synthetic_clip(path: Path, res: str, frames: int, rate: int = 25) -> Path:
-    """A moving gradient, encoded losslessly enough that decoding is realistic."""
+    """A moving gradient, encoded losslessly enough that decoding is realistic; a keyframe each second."""
     w, h = parse_resolution(res)
     y, x = np.mgrid[0:h, 0:w]
     with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=rate, options={"crf": "18", "preset": "veryfast"})
+        s = out.add_stream("libx264", rate=rate, options={"crf": "18", "preset": "veryfast", "g": str(rate)})
         s.codec_context.width, s.codec_context.height, s.codec_context.pix_fmt = w, h, "yuv420p"
         for i in range(frames):
             rgb = np.stack([(x + 4 * i) % 256, (y + 2 * i) % 256, ((x + y) // 2 + 8 * i) % 256], -1).astype(np.uint8)
@@ -226,20 +229,52 @@ def bench_e2e(engine: Engine, res: str, frames: int, clip: Path | None, codec: s
             _result("e2e", label, "naive", [naive_s / n] * n, engine.device, codec=codec)]
 
 
+def bench_scaleout(engine: Engine, res: str, frames: int, clip: Path | None, codec: str, workers: list[int],
+                   segment_seconds: float, model: str | None = None, weights: Path | None = None) -> list[Result]:
+    """Segmented runs with each worker count (GPUs: the first n of them; CPU: n processes)."""
+    from .segmented import EncodeSettings, upscale_segmented
+    from .workers import make_workers
+
+    gpus = torch.cuda.device_count() if engine.device.type == "cuda" else 0
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        src = clip or synthetic_clip(tmp / f"src_{res}.mp4", res, frames)
+        for n in workers:
+            if gpus and n > gpus:
+                continue
+            devices = ",".join(f"cuda:{i}" for i in range(n)) if gpus else "cpu"
+            t = time.perf_counter()
+            with make_workers(devices, None if gpus else n) as pool:
+                settings = EncodeSettings.create(device_kind=pool.device_kind, precision=engine.precision,
+                                                 scale=engine.scale, model=model, weights=weights, codec=codec)
+                rep = upscale_segmented(src, tmp / f"w{n}.mp4", settings=settings, workers=pool,
+                                        segment_seconds=segment_seconds)
+            seconds = time.perf_counter() - t
+            out.append(_result("scaleout", f"{n} worker(s)", "ours", [seconds / rep.frames_out] * rep.frames_out,
+                               engine.device, workers=n, segments=rep.pipeline, clip=src.name, seconds=seconds))
+    return out
+
+
 def run(engine: Engine, *, modes: list[str], resolutions: list[str], frames: int, clip: Path | None = None,
-        codec: str = "libx264") -> dict:
+        codec: str = "libx264", workers: list[int] = (1, 2), segment_seconds: float = 2.0,
+        model: str | None = None, weights: Path | None = None) -> dict:
+    """`model`/`weights`: what `engine` was built from (the scale-out workers load their own)."""
     results: list[Result] = []
     for mode in modes:
-        for res in resolutions if not (mode == "e2e" and clip) else [None]:
+        for res in resolutions if not (mode in ("e2e", "scaleout") and clip) else [None]:
             if mode == "model":
                 results += bench_model(engine, res, frames)
             elif mode == "pipeline":
                 results += bench_pipeline(engine, res, frames)
             elif mode == "e2e":
                 results += bench_e2e(engine, res, frames, clip, codec)
+            elif mode == "scaleout":
+                results += bench_scaleout(engine, res, frames, clip, codec, list(workers), segment_seconds, model,
+                                          weights)
             else:
-                raise ValueError(f"unknown mode {mode!r}; use model, pipeline, e2e")
-    return {"environment": environment(engine, codec if "e2e" in modes else None), "scale": engine.scale,
+                raise ValueError(f"unknown mode {mode!r}; use model, pipeline, e2e, scaleout")
+    return {"environment": environment(engine, codec if {"e2e", "scaleout"} & set(modes) else None), "scale": engine.scale,
             "results": [asdict(r) for r in results]}
 
 

@@ -42,6 +42,17 @@ Half = Annotated[Optional[bool], typer.Option("--half/--no-half", help="Low prec
                                               "(default: on for CUDA and for CPUs with native bf16).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", "-y", help="Replace OUT if it exists.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notes; errors only.")]
+Segment = Annotated[Optional[float], typer.Option(help="Split at keyframes into segments of about this many "
+                                                  "seconds, encoded separately and resumable (default 30 when "
+                                                  "segmenting; 0: one segment).")]
+Devices = Annotated[Optional[str], typer.Option(help="Segment workers: all (every GPU), cuda:0,cuda:1,..., or cpu "
+                                                "(with --workers N).")]
+Workers = Annotated[Optional[int], typer.Option(help="Worker processes (CPU: they share the cores).")]
+Ray = Annotated[Optional[str], typer.Option(help="Run segments on Ray: local (a private instance), auto (the running "
+                                            "cluster) or its ADDRESS. Needs the ray extra and shared storage.")]
+Resume = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue an interrupted segmented run "
+                                      "(its manifest next to OUT); --no-resume starts over.")]
+KeepSegments = Annotated[bool, typer.Option(help="Keep the segment files and manifest after joining.")]
 
 
 def _version(value: bool) -> None:
@@ -72,7 +83,7 @@ def _on_sigterm(signum, frame):
     raise _Terminated
 
 
-def _run(fn, *args, **kwargs):
+def _run(fn, *args, interrupted: str = "interrupted; nothing written", **kwargs):
     """Call the library; turn its errors, Ctrl-C (130) and SIGTERM (143) into exit codes."""
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -80,7 +91,7 @@ def _run(fn, *args, **kwargs):
     except RlfnError as e:
         _fail(str(e).replace("[", r"\["))
     except KeyboardInterrupt as e:
-        err.print("interrupted; nothing written", markup=False)
+        err.print(interrupted, markup=False)
         raise typer.Exit(143 if isinstance(e, _Terminated) else 130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -112,38 +123,152 @@ def video(
     pix_fmt: Annotated[Optional[str], typer.Option(help="Output pixel format (default: follows the input).")] = None,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
+    segment: Segment = None,
+    devices: Devices = None,
+    workers: Workers = None,
+    ray: Ray = None,
+    resume: Resume = True,
+    keep_segments: KeepSegments = False,
 ) -> None:
-    """Upscale every frame of IN into OUT, keeping audio, subtitles, timing and colour."""
-    import time
+    """Upscale every frame of IN into OUT, keeping audio, subtitles, timing and colour.
 
+    With --segment, --devices, --workers or --ray (or a manifest left by an interrupted
+    segmented run) IN is split at keyframes into segments that are encoded separately, resumed
+    after an interruption, and joined by stream copy."""
+    from .segmented import manifest_path
     from .transcode import upscale_video
 
-    bar = _progress_bar(quiet)
-    task = None
-    t0 = time.perf_counter()
-
-    def progress(done: int, total: int | None) -> None:
-        nonlocal task
-        if bar is None:
-            return
-        if task is None:
-            task = bar.add_task(src.name, total=total, fps=0.0)
-        elapsed = time.perf_counter() - t0
-        bar.update(task, completed=done, fps=done / elapsed if elapsed > 0 else 0.0)
-
-    def warn(message: str) -> None:
-        if not quiet:
-            (bar.console if bar else err).print(f"[yellow]note:[/yellow] {message}", markup=True, soft_wrap=True)
-
-    kwargs = dict(scale=scale, model=model, weights=weights, device=device, half=half, codec=codec, crf=crf,
-                  preset=preset, pix_fmt=pix_fmt, overwrite=overwrite, progress=progress, warn=warn)
-    if bar is not None:
-        with bar:
-            report = _run(upscale_video, src, dst, **kwargs)
-    else:
-        report = _run(upscale_video, src, dst, **kwargs)
+    segmented = any(x is not None for x in (segment, devices, workers, ray)) or \
+        (resume and manifest_path(dst).exists())
+    options = dict(scale=scale, model=model, weights=weights, half=half, codec=codec, crf=crf, preset=preset,
+                   pix_fmt=pix_fmt, overwrite=overwrite)
+    with _Feedback(quiet) as fb:
+        if not segmented:
+            report = _run(upscale_video, src, dst, device=device, progress=fb.progress(src.name), warn=fb.warn,
+                          **options)
+        else:
+            with _workers(devices or (None if device == "auto" else device), workers, ray) as pool:
+                report = _run(_segmented, src, dst, pool, options, segment, resume, keep_segments, fb,
+                              interrupted=f"interrupted; committed segments kept in {manifest_path(dst)} "
+                                          f"(rerun the same command to resume)")
     if not quiet:
-        err.print(f"{dst}: {report.frames_out} frames in {report.seconds:.1f} s ({report.fps:.2f} fps)", markup=False)
+        extra = f", {report.pipeline}" if segmented else ""
+        err.print(f"{dst}: {report.frames_out} frames in {report.seconds:.1f} s ({report.fps:.2f} fps{extra})",
+                  markup=False)
+
+
+class _Feedback:
+    """Progress bar (on a terminal) and notes, shared by `video` and `batch`."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = _progress_bar(quiet)
+
+    def __enter__(self) -> "_Feedback":
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def progress(self, name: str):
+        import time
+
+        task, t0, first = None, time.perf_counter(), None
+
+        def update(done: int, total: int | None) -> None:
+            nonlocal task, first
+            if self.bar is None:
+                return
+            if task is None:
+                task, first = self.bar.add_task(name, total=total, fps=0.0), done  # resumed work is not timed
+            elapsed = time.perf_counter() - t0
+            self.bar.update(task, completed=done, fps=(done - first) / elapsed if elapsed > 0 else 0.0)
+
+        return update
+
+    def warn(self, message: str) -> None:
+        if not self.quiet:
+            console = self.bar.console if self.bar else err
+            console.print(f"[yellow]note:[/yellow] {message}", markup=True, soft_wrap=True)
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            (self.bar.console if self.bar else err).print(message, markup=False, soft_wrap=True)
+
+
+def _workers(devices: str | None, workers: int | None, ray: str | None):
+    from .workers import make_workers
+
+    return _run(make_workers, devices, workers, ray)
+
+
+def _segmented(src: Path, dst: Path, pool, options: dict, segment: float | None, resume: bool, keep: bool,
+               fb: _Feedback, progress=None):
+    from .segmented import DEFAULT_SEGMENT_SECONDS, EncodeSettings, upscale_segmented
+
+    settings = EncodeSettings.create(device_kind=pool.device_kind, **{k: v for k, v in options.items()
+                                                                     if k != "overwrite"})
+    return upscale_segmented(src, dst, settings=settings, workers=pool, overwrite=options["overwrite"],
+                             segment_seconds=DEFAULT_SEGMENT_SECONDS if segment is None else segment,
+                             resume=resume, keep_segments=keep, progress=progress or fb.progress(src.name),
+                             warn=fb.warn)
+
+
+@app.command()
+def batch(
+    paths: Annotated[list[Path], typer.Argument(metavar="IN... OUT_DIR",
+                                                help="Input videos and/or folders of videos, then the output folder.")],
+    scale: Scale = 4,
+    model: Model = None,
+    weights: Weights = None,
+    half: Half = None,
+    codec: Annotated[str, typer.Option(help="Video encoder.")] = "libx264",
+    crf: Annotated[Optional[int], typer.Option(help="Constant rate factor (encoder default if unset).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Encoder preset.")] = None,
+    pix_fmt: Annotated[Optional[str], typer.Option(help="Output pixel format (default: follows the input).")] = None,
+    ext: Annotated[Optional[str], typer.Option(help="Output container extension (default: the input's).")] = None,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    segment: Segment = None,
+    devices: Devices = None,
+    workers: Workers = None,
+    ray: Ray = None,
+    resume: Resume = True,
+    keep_segments: KeepSegments = False,
+) -> None:
+    """Upscale many videos into OUT_DIR (same names), segmented and resumable like `video`;
+    finished outputs are skipped, and one failing input does not stop the others (exit 1)."""
+    from .batch import upscale_batch
+
+    if len(paths) < 2:
+        _fail("give at least one input and the output folder")
+    *inputs, out_dir = paths
+    options = dict(scale=scale, model=model, weights=weights, half=half, codec=codec, crf=crf, preset=preset,
+                   pix_fmt=pix_fmt, overwrite=overwrite)
+    failed = 0
+    with _Feedback(quiet) as fb, _workers(devices, workers, ray) as pool:
+
+        def one(src: Path, dst: Path):
+            return _segmented(src, dst, pool, options, segment, resume, keep_segments, fb)
+
+        items = upscale_batch(inputs, out_dir, one, ext=ext, overwrite=overwrite)
+        while True:
+            item = _run(next, items, None, interrupted="interrupted; committed segments kept next to the "
+                                                       "outputs (rerun the same command to resume)")
+            if item is None:
+                break
+            if item.status == "done":
+                fb.say(f"{item.dst}: {item.report.frames_out} frames in {item.report.seconds:.1f} s")
+            elif item.status == "skipped":
+                fb.say(f"{item.dst}: exists, skipped")
+            else:
+                failed += 1
+                err.print(f"failed: {item.src}: {item.error}", markup=False, style="red", soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -201,7 +326,7 @@ def eval_(
 
 @app.command()
 def bench(
-    mode: Annotated[list[str], typer.Option(help="model, pipeline and/or e2e (repeat the option).")] = ["model", "pipeline", "e2e"],  # noqa: B006
+    mode: Annotated[list[str], typer.Option(help="model, pipeline, e2e and/or scaleout (repeat the option).")] = ["model", "pipeline", "e2e"],  # noqa: B006
     res: Annotated[list[str], typer.Option(help="Input sizes: 270p, 540p, 720p, 1080p or WxH (repeatable).")] = ["270p"],  # noqa: B006
     frames: Annotated[int, typer.Option(help="Frames per measurement.")] = 10,
     clip: Annotated[Optional[Path], typer.Option(help="Real clip for the e2e mode (default: a synthetic one).")] = None,
@@ -213,6 +338,8 @@ def bench(
     half: Half = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or bf16 (overrides --half).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON.")] = None,
+    workers: Annotated[list[int], typer.Option(help="scaleout: worker counts to measure (repeatable).")] = [1, 2],  # noqa: B006
+    segment: Annotated[float, typer.Option(help="scaleout: segment length in seconds.")] = 2.0,
 ) -> None:
     """Throughput of the engine against the naive per-frame loop, measured in the same run."""
     from .bench import parse_resolution, run, speedups, write_json
@@ -225,7 +352,8 @@ def bench(
             _fail(str(e))
     engine = _run(Engine.from_options, scale=scale, model=model, weights=weights, device=device, half=half,
                   precision=precision)
-    report = _run(run, engine, modes=mode, resolutions=res, frames=frames, clip=clip, codec=codec)
+    report = _run(run, engine, modes=mode, resolutions=res, frames=frames, clip=clip, codec=codec, workers=workers,
+                  segment_seconds=segment, model=model, weights=weights)
     out = Console(highlight=False)
     env = report["environment"]
     out.print(" | ".join(f"{k} {v}" for k, v in env.items()))

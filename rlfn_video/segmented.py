@@ -52,6 +52,17 @@ class EncodeSettings:
     preset: str | None = None
     pix_fmt: str | None = None
 
+    @classmethod
+    def create(cls, *, device_kind: str, half: bool | None = None, precision: str | None = None,
+               weights: str | os.PathLike | None = None, **kwargs: Any) -> EncodeSettings:
+        """Settings with the precision the engine will choose on `device_kind` ("cpu"/"cuda")."""
+        import torch
+
+        from .engine import choose_precision
+
+        precision = choose_precision(torch.device(device_kind), half, precision)
+        return cls(precision=precision, weights=str(Path(weights).resolve()) if weights else None, **kwargs)
+
     def fingerprint(self) -> dict[str, Any]:
         from .models.zoo import embedded_weights
 

@@ -86,18 +86,19 @@ def run_task(task: SegmentTask, device: str, label: str) -> SegmentResult:
 
 class Workers:
     description = ""
+    device_kind = "cpu"  # what the workers run on: "cpu" or "cuda" (decides the default precision)
 
     def run(self, tasks: Sequence[SegmentTask], on_result: OnResult) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
         pass
 
     def __enter__(self) -> Workers:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(kill=exc_type is not None)
 
 
 class InProcess(Workers):
@@ -105,6 +106,7 @@ class InProcess(Workers):
         from .devices import resolve_device
 
         self.device = str(resolve_device(device))
+        self.device_kind = self.device.split(":")[0]
         self.description = f"1 worker ({self.device}, in process)"
 
     def run(self, tasks: Sequence[SegmentTask], on_result: OnResult) -> None:
@@ -131,6 +133,7 @@ def _run_in_worker(task: SegmentTask) -> SegmentResult:
 class LocalProcesses(Workers):
     def __init__(self, devices: Sequence[str]):
         self.devices = list(devices)
+        self.device_kind = "cuda" if any(d.startswith("cuda") for d in self.devices) else "cpu"
         self.threads = cpu_threads(self.devices.count("cpu")) if "cpu" in self.devices else 0
         self._ctx = multiprocessing.get_context("spawn")  # CUDA and torch's thread pools do not survive fork
         self._pool: ProcessPoolExecutor | None = None
@@ -170,10 +173,16 @@ class LocalProcesses(Workers):
                     f.cancel()
                 raise
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def close(self, kill: bool = False) -> None:
+        """Stop the workers: after the running segments finish, or at once (`kill`, after an error
+        or Ctrl-C: their temporary files stay in the segment folder, outside the manifest)."""
+        if self._pool is None:
+            return
+        if kill:
+            for p in list(getattr(self._pool, "_processes", {}).values()):
+                p.kill()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
 
 
 # --- Ray --------------------------------------------------------------------------------------
@@ -226,6 +235,7 @@ class RayWorkers(Workers):
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         self.gpu = bool(gpus) if self.gpu is None else self.gpu
+        self.device_kind = "cuda" if self.gpu else "cpu"
         if self.gpu and not gpus:
             raise RlfnError("the Ray cluster has no GPUs; run CPU workers with --devices cpu")
         n = self.workers or (gpus if self.gpu else max(1, int(resources.get("CPU", 1)) // self.threads))
@@ -242,10 +252,14 @@ class RayWorkers(Workers):
             for result in pool.map_unordered(lambda a, t: a.run.remote(t), list(tasks)):
                 on_result(result)
         except self._ray.exceptions.RayTaskError as e:
-            cause = e.as_instanceof_cause()
-            raise cause if isinstance(cause, RlfnError) else RlfnError(f"a Ray worker failed: {e}") from None
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, RlfnError):
+                raise cause from None
+            raise RlfnError(f"a Ray worker failed: {cause or e}") from None
+        except self._ray.exceptions.RayError as e:  # an actor died more often than it may restart
+            raise RlfnError(f"Ray workers failed ({type(e).__name__}); committed segments are kept for a rerun") from None
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
         for a in self._actors:
             self._ray.kill(a)
         if self._own:
