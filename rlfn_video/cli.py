@@ -42,6 +42,10 @@ Half = Annotated[Optional[bool], typer.Option("--half/--no-half", help="Low prec
                                               "(default: on for CUDA and for CPUs with native bf16).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", "-y", help="Replace OUT if it exists.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notes; errors only.")]
+Codec = Annotated[str, typer.Option(help="Video encoder: libx264, libx265, libsvtav1, ffv1, ...")]
+Crf = Annotated[Optional[int], typer.Option(help="Constant rate factor (encoder default if unset).")]
+Preset = Annotated[Optional[str], typer.Option(help="Encoder preset, e.g. medium, slow.")]
+PixFmt = Annotated[Optional[str], typer.Option(help="Output pixel format (default: follows the input).")]
 Segment = Annotated[Optional[float], typer.Option(help="Split at keyframes into segments of about this many "
                                                   "seconds, encoded separately and resumable (default 30 when "
                                                   "segmenting; 0: one segment).")]
@@ -117,10 +121,10 @@ def video(
     weights: Weights = None,
     device: Device = "auto",
     half: Half = None,
-    codec: Annotated[str, typer.Option(help="Video encoder: libx264, libx265, libsvtav1, ffv1, ...")] = "libx264",
-    crf: Annotated[Optional[int], typer.Option(help="Constant rate factor (encoder default if unset).")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Encoder preset, e.g. medium, slow.")] = None,
-    pix_fmt: Annotated[Optional[str], typer.Option(help="Output pixel format (default: follows the input).")] = None,
+    codec: Codec = "libx264",
+    crf: Crf = None,
+    preset: Preset = None,
+    pix_fmt: PixFmt = None,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
     segment: Segment = None,
@@ -225,10 +229,10 @@ def batch(
     model: Model = None,
     weights: Weights = None,
     half: Half = None,
-    codec: Annotated[str, typer.Option(help="Video encoder.")] = "libx264",
-    crf: Annotated[Optional[int], typer.Option(help="Constant rate factor (encoder default if unset).")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Encoder preset.")] = None,
-    pix_fmt: Annotated[Optional[str], typer.Option(help="Output pixel format (default: follows the input).")] = None,
+    codec: Codec = "libx264",
+    crf: Crf = None,
+    preset: Preset = None,
+    pix_fmt: PixFmt = None,
     ext: Annotated[Optional[str], typer.Option(help="Output container extension (default: the input's).")] = None,
     overwrite: Overwrite = False,
     quiet: Quiet = False,

@@ -1,0 +1,326 @@
+"""Segmented upscaling: keyframe spans, manifest, resume after kills, checksums, joins, Ray, batch.
+
+Lossless output (libx264 --crf 0, fp32) makes "the segmented file decodes to the same frames as a
+single pass" an exact comparison: only the encoder's state differs between the two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from rlfn_video import media
+from rlfn_video.manifest import ManifestMismatch
+from rlfn_video.segmented import EncodeSettings, manifest_path, upscale_segmented
+from rlfn_video.segments import index_video, plan_segments
+from rlfn_video.transcode import upscale_video
+from rlfn_video.workers import InProcess, LocalProcesses, make_workers, parse_devices
+
+from .shared import VIDEOS, needs_videos
+
+CUP = VIDEOS / "cup.mp4"  # 640x480 h264 with AAC audio, a keyframe every ~1.1 s
+LOSSLESS = dict(scale=2, precision="fp32", crf=0)
+SEGMENT = 0.4  # seconds: the derived clip splits into 5 segments
+
+
+@pytest.fixture(scope="session")
+def cup_small(tmp_path_factory) -> Path:
+    """The first 2.4 s of cup.mp4 at 160x120: its frames, pts and AAC packets (copied), re-encoded
+    with B-frames and a keyframe every 12 frames so that it splits into several segments."""
+    if not CUP.is_file():
+        pytest.skip(f"test clip not found at {CUP}")
+    out_path = tmp_path_factory.mktemp("clips") / "cup_small.mp4"
+    with av.open(str(CUP)) as inp, av.open(str(out_path), "w") as out:
+        vin, ain = inp.streams.video[0], inp.streams.audio[0]
+        vs = out.add_stream("libx264", rate=vin.average_rate, options={"g": "12", "crf": "23", "preset": "medium"})
+        vs.codec_context.width, vs.codec_context.height, vs.codec_context.pix_fmt = 160, 120, "yuv420p"
+        vs.time_base = vin.time_base
+        aout = out.add_stream_from_template(ain)
+        end = 2.4
+        for packet in inp.demux(vin, ain):
+            if packet.pts is None or packet.pts * packet.time_base >= end:
+                continue
+            if packet.stream is ain:
+                packet.stream = aout
+                out.mux(packet)
+                continue
+            for frame in packet.decode():
+                if frame.pts * frame.time_base < end:
+                    small = frame.reformat(width=160, height=120, format="yuv420p")
+                    small.pts, small.time_base = frame.pts, frame.time_base
+                    out.mux(vs.encode(small))
+        out.mux(vs.encode())
+    return out_path
+
+
+def packets(path: Path) -> dict[str, list[tuple]]:
+    """Per stream type: (pts, dts, keyframe, payload hash) of every packet; video sorted by pts."""
+    out = {}
+    with av.open(str(path)) as c:
+        kinds = [(s.index, s.type) for s in c.streams]
+    for index, kind in kinds:
+        with av.open(str(path)) as c:
+            s = c.streams[index]
+            rows = [(p.pts * p.time_base, p.dts, p.is_keyframe, hashlib.md5(bytes(p)).hexdigest())
+                    for p in c.demux(s) if p.size]
+        out[kind] = sorted(rows, key=lambda r: r[0]) if kind == "video" else rows
+    return out
+
+
+def frames(path: Path) -> list[tuple[Fraction, str]]:
+    """(time, hash of the decoded planes) of every frame."""
+    with av.open(str(path)) as c:
+        return [(f.pts * f.time_base, hashlib.md5(b"".join(bytes(p) for p in f.planes)).hexdigest())
+                for f in c.decode(video=0)]
+
+
+@pytest.fixture(scope="session")
+def single_run(cup_small, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("single") / "single.mp4"
+    upscale_video(cup_small, out, scale=2, half=False, crf=0, device="cpu")
+    return out
+
+
+def assert_same_as_input_and_single(out: Path, src: Path, single: Path) -> None:
+    got, want = packets(out), packets(src)
+    assert [r[0] for r in got["video"]] == [r[0] for r in want["video"]]  # every frame, same times
+    assert got["audio"] == want["audio"]  # audio copied packet for packet, once
+    assert frames(out) == frames(single)  # decodes to exactly the single pass's frames
+
+
+# --- planning on the real clip -----------------------------------------------------------------
+
+
+@needs_videos
+def test_spans_of_real_clip_start_at_keyframes_and_decode_like_one_pass():
+    index = index_video(CUP)
+    with av.open(str(CUP)) as c:
+        assert index.frames == c.streams.video[0].frames == 217
+    spans = plan_segments(index, 1.0)
+    assert len(spans) > 3 and sum(s.frames for s in spans) == index.frames
+    assert all(s.start in index.keyframes for s in spans[1:])
+    assert [s.first for s in spans] == [sum(x.frames for x in spans[:i]) for i in range(len(spans))]
+    whole = [(p.pts, p.index, hashlib.md5(b"".join(x.tobytes() for x in p.planes)).hexdigest())
+             for p in media.Source(CUP) if isinstance(p, media.Picture)]
+    pieces = []
+    for span in spans:
+        with media.Source(CUP, span=span) as src:
+            assert src.carry == []
+            pieces += [(p.pts, p.index, hashlib.md5(b"".join(x.tobytes() for x in p.planes)).hexdigest()) for p in src]
+    assert pieces == whole
+
+
+@needs_videos
+def test_one_segment_when_asked_for_zero_seconds():
+    spans = plan_segments(index_video(CUP), 0)
+    assert len(spans) == 1 and spans[0].start is None and spans[0].end is None and spans[0].frames == 217
+
+
+def test_a_span_that_decodes_short_is_an_error(tmp_path):
+    from rlfn_video.errors import TruncatedInputError
+
+    from .conftest import make_clip
+
+    src = make_clip(tmp_path / "in.mp4", frames=20, options={"g": "5"})
+    index = index_video(src)
+    span = plan_segments(index, 0.5)[1]
+    wrong = media.Span(span.start, span.end, span.first, span.frames + 1)
+    with pytest.raises(TruncatedInputError, match="not 6"):
+        list(media.Source(src, span=wrong))
+
+
+# --- segmented == single pass ------------------------------------------------------------------
+
+
+@needs_videos
+def test_segmented_in_process_equals_single_run(cup_small, single_run, tmp_path):
+    out = tmp_path / "out.mp4"
+    seen = []
+    with InProcess("cpu") as pool:
+        report = upscale_segmented(cup_small, out, settings=EncodeSettings(**LOSSLESS), workers=pool,
+                                   segment_seconds=SEGMENT, progress=lambda d, t: seen.append((d, t)))
+    assert report.frames_out == report.frames_in == index_video(cup_small).frames
+    assert "5 segment(s), 5 encoded" in report.pipeline
+    assert seen[0][0] == 0 and seen[-1] == (report.frames_in, report.frames_in) and len(seen) == 6
+    assert_same_as_input_and_single(out, cup_small, single_run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # manifest and segments removed
+    # The join is a stream copy: keyframes where the segments start, timestamps continuous.
+    video = packets(out)["video"]
+    dts = sorted(r[1] for r in video)
+    assert all(b > a for a, b in zip(dts, dts[1:]))
+
+
+@needs_videos
+def test_two_worker_processes_equal_single_run(cup_small, single_run, tmp_path):
+    out = tmp_path / "out.mp4"
+    with LocalProcesses(["cpu", "cpu"]) as pool:
+        report = upscale_segmented(cup_small, out, settings=EncodeSettings(**LOSSLESS), workers=pool,
+                                   segment_seconds=SEGMENT)
+    assert "2 worker processes" in report.pipeline
+    assert_same_as_input_and_single(out, cup_small, single_run)
+
+
+@needs_videos
+def test_ray_two_workers_equal_local_run(cup_small, single_run, tmp_path):
+    pytest.importorskip("ray", reason="Ray not installed (pip install 'rlfn-video[ray]')")
+    out = tmp_path / "out.mp4"
+    with make_workers("cpu", 2, ray="local") as pool:
+        report = upscale_segmented(cup_small, out, settings=EncodeSettings(**LOSSLESS), workers=pool,
+                                   segment_seconds=SEGMENT)
+    assert "2 Ray worker(s)" in report.pipeline
+    assert_same_as_input_and_single(out, cup_small, single_run)
+
+
+# --- resume, checksums, refusals ---------------------------------------------------------------
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "rlfn_video.cli", *args]
+
+
+def _wait_for_commits(manifest: Path, proc: subprocess.Popen, n: int) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline
+        try:
+            done = sum(s["sha256"] is not None for s in json.loads(manifest.read_text())["segments"])
+        except (OSError, ValueError):
+            done = 0
+        if done >= n:
+            return
+        time.sleep(0.05)
+
+
+def _committed_files(manifest: Path) -> dict[str, tuple[int, int, str]]:
+    data = json.loads(manifest.read_text())
+    folder = manifest.with_suffix("")
+    return {s["file"]: ((folder / s["file"]).stat().st_ino, (folder / s["file"]).stat().st_mtime_ns, s["sha256"])
+            for s in data["segments"] if s["sha256"]}
+
+
+@needs_videos
+def test_killed_run_resumes_without_losing_or_redoing_segments(cup_small, single_run, tmp_path):
+    out = tmp_path / "out.mp4"
+    args = [str(cup_small), str(out), "--scale", "2", "--no-half", "--crf", "0", "--segment", str(SEGMENT),
+            "--devices", "cpu", "--workers", "2", "--keep-segments", "-q"]
+    proc = subprocess.Popen(_cli(*args), stderr=subprocess.PIPE, start_new_session=True)
+    _wait_for_commits(manifest_path(out), proc, 2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole run, workers included, with no chance to clean up
+    proc.wait()
+    assert not out.exists()
+    before = _committed_files(manifest_path(out))
+    assert 2 <= len(before) < 5
+    res = subprocess.run(_cli(*args), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    after = _committed_files(manifest_path(out))
+    assert {k: after[k] for k in before} == before  # committed segments untouched (same inode, mtime, hash)
+    assert len(after) == 5
+    assert_same_as_input_and_single(out, cup_small, single_run)
+
+
+@needs_videos
+def test_killed_worker_is_replaced_and_its_segment_redone(cup_small, single_run, tmp_path):
+    out = tmp_path / "out.mp4"
+    args = [str(cup_small), str(out), "--scale", "2", "--no-half", "--crf", "0", "--segment", str(SEGMENT),
+            "--devices", "cpu", "--workers", "2", "-q"]
+    proc = subprocess.Popen(_cli(*args), stderr=subprocess.PIPE)
+    _wait_for_commits(manifest_path(out), proc, 1)
+    children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    workers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+    assert_same_as_input_and_single(out, cup_small, single_run)
+
+
+@needs_videos
+def test_truncated_segment_is_detected_and_redone(cup_small, single_run, tmp_path):
+    out = tmp_path / "out.mp4"
+    settings = EncodeSettings(**LOSSLESS)
+    with InProcess("cpu") as pool:
+        upscale_segmented(cup_small, out, settings=settings, workers=pool, segment_seconds=SEGMENT,
+                          keep_segments=True)
+        manifest = json.loads(manifest_path(out).read_text())
+        victim = manifest_path(out).with_suffix("") / manifest["segments"][2]["file"]
+        victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+        out.unlink()
+        notes = []
+        report = upscale_segmented(cup_small, out, settings=settings, workers=pool, segment_seconds=SEGMENT,
+                                   warn=notes.append)
+    assert "1 encoded" in report.pipeline
+    assert any("segment 2" in n and "checksum" in n for n in notes)
+    assert_same_as_input_and_single(out, cup_small, single_run)
+
+
+@needs_videos
+def test_changed_setting_or_input_is_refused(cup_small, tmp_path):
+    out = tmp_path / "out.mp4"
+    with InProcess("cpu") as pool:
+        upscale_segmented(cup_small, out, settings=EncodeSettings(**LOSSLESS), workers=pool,
+                          segment_seconds=SEGMENT, keep_segments=True)
+        out.unlink()
+        with pytest.raises(ManifestMismatch, match=r"crf 0 -> 10.*--no-resume"):
+            upscale_segmented(cup_small, out, settings=EncodeSettings(**{**LOSSLESS, "crf": 10}), workers=pool,
+                              segment_seconds=SEGMENT)
+        other = tmp_path / "other.mp4"
+        other.write_bytes(cup_small.read_bytes()[:-100])  # same name for the job, other content
+        with pytest.raises(ManifestMismatch, match="input bytes"):
+            upscale_segmented(other, out, settings=EncodeSettings(**LOSSLESS), workers=pool, segment_seconds=SEGMENT)
+    # From the CLI: one line, exit 1; --no-resume starts over.
+    args = [str(cup_small), str(out), "--scale", "2", "--no-half", "--crf", "10", "--segment", str(SEGMENT)]
+    res = subprocess.run(_cli(*args), capture_output=True, text=True)
+    assert res.returncode == 1 and "was written for another job" in res.stderr and not out.exists()
+    res = subprocess.run(_cli(*args, "--no-resume", "-q"), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert out.exists() and not manifest_path(out).exists()
+
+
+def test_devices_parsing():
+    from rlfn_video.errors import RlfnError
+
+    assert parse_devices("cpu", 3) == ["cpu", "cpu", "cpu"]
+    assert parse_devices(None) in (["cpu"], [f"cuda:{i}" for i in range(__import__("torch").cuda.device_count())])
+    with pytest.raises(RlfnError, match="at least 1"):
+        parse_devices("cpu", 0)
+    if not __import__("torch").cuda.is_available():
+        with pytest.raises(RlfnError, match="no CUDA GPU"):
+            parse_devices("all")
+
+
+# --- batch -------------------------------------------------------------------------------------
+
+
+@needs_videos
+def test_batch_upscales_a_folder_skips_finished_and_reports_failures(cup_small, single_run, tmp_path):
+    from .conftest import make_clip
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.mp4").write_bytes(cup_small.read_bytes())
+    make_clip(inputs / "b.mkv", size=(48, 32), frames=6)
+    (inputs / "broken.mp4").write_bytes(b"not a video")
+    (inputs / "notes.txt").write_text("ignored")
+    outs = tmp_path / "out"
+    args = ["batch", str(inputs), str(outs), "--scale", "2", "--no-half", "--crf", "0", "--segment",
+            str(SEGMENT), "--devices", "cpu"]
+    res = subprocess.run(_cli(*args), capture_output=True, text=True)
+    assert res.returncode == 1
+    assert "broken.mp4" in res.stderr and "not a media file" in res.stderr
+    assert sorted(p.name for p in outs.iterdir()) == ["a.mp4", "b.mkv"]
+    assert_same_as_input_and_single(outs / "a.mp4", cup_small, single_run)
+    with av.open(str(outs / "b.mkv")) as c:
+        assert c.streams.video[0].codec_context.width == 96 and len(list(c.decode(video=0))) == 6
+    res = subprocess.run(_cli(*args), capture_output=True, text=True)
+    assert res.returncode == 1 and res.stderr.count("exists, skipped") == 2
