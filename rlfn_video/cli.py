@@ -142,8 +142,7 @@ def video(
     from .segmented import manifest_path
     from .transcode import upscale_video
 
-    segmented = any(x is not None for x in (segment, devices, workers, ray)) or \
-        (resume and manifest_path(dst).exists())
+    segmented = any(x is not None for x in (segment, devices, workers, ray)) or manifest_path(dst).exists()
     options = dict(scale=scale, model=model, weights=weights, half=half, codec=codec, crf=crf, preset=preset,
                    pix_fmt=pix_fmt, overwrite=overwrite)
     with _Feedback(quiet) as fb:
