@@ -63,6 +63,8 @@ bench() {  # bench NAME SCALE args...
 }
 bench bench 2 --mode model --mode pipeline --mode e2e --res 540p --res 1080p --frames 40
 bench bench_x4 4 --mode model --mode pipeline --res 540p --res 1080p --frames 30
+# Segmented path on the GPU (one worker per GPU of the machine; worker start-up included).
+bench bench_scaleout 2 --mode scaleout --res 540p --frames 100 --segment 1 --workers 1 --workers 2
 say "VapourSynth: vspipe 540p -> x4 with num_streams 1, 2, 4"
 PYTHON="$py" OUT="$OUT/vs" timeout 150 bash scripts/gpu_check_vs.sh 60 2>&1 | tail -n 12 | tee -a "$summary"
 rc=${PIPESTATUS[0]}; say "VapourSynth: exit $rc"; [ "$rc" -eq 0 ] || status=1

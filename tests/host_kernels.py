@@ -55,3 +55,15 @@ def call(lib, name: str, values: dict) -> None:
 def call_packed(lib, name: str, packed: tuple) -> None:
     """Run a kernel from the tuple `colour_cuda.pack` made for CuPy (numpy scalars)."""
     function(lib, name)(*(a.item() for a in packed))
+
+
+class HostColour:
+    """Stands in for `colour_cuda.CudaColour`: same `launcher` API, kernels run on the host."""
+
+    def __init__(self, libs: dict):
+        self.libs = libs
+
+    def launcher(self, name, itemsize, rgb_dtype, values):
+        spec = DECODE_ARGS if name == "planes_to_rgb" else ENCODE_ARGS
+        packed, lib = colour_cuda.pack(spec, values), self.libs[itemsize, rgb_dtype]
+        return lambda stream: call_packed(lib, name, packed)

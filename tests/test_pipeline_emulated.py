@@ -61,16 +61,6 @@ class _Graph:
         self.replays += 1
 
 
-class _HostColour:
-    def __init__(self, libs):
-        self.libs = libs
-
-    def launcher(self, name, itemsize, rgb_dtype, values):
-        spec = colour_cuda.DECODE_ARGS if name == "planes_to_rgb" else colour_cuda.ENCODE_ARGS
-        packed, lib = colour_cuda.pack(spec, values), self.libs[itemsize, rgb_dtype]
-        return lambda stream: host.call_packed(lib, name, packed)
-
-
 @pytest.fixture
 def emulated(monkeypatch, host_kernels):
     @contextlib.contextmanager
@@ -83,7 +73,7 @@ def emulated(monkeypatch, host_kernels):
                         ("empty_cache", lambda: None), ("mem_get_info", lambda *a: (8 << 30, 16 << 30))):
         monkeypatch.setattr(cuda, name, value)
     monkeypatch.setattr(pipeline_cuda, "_pinned", lambda n: torch.zeros(n, dtype=torch.uint8))
-    monkeypatch.setattr(pipeline_cuda, "CudaColour", lambda device: _HostColour(host_kernels))
+    monkeypatch.setattr(pipeline_cuda, "CudaColour", lambda device: host.HostColour(host_kernels))
     monkeypatch.setattr(pipeline_cuda.CudaPipeline, "_capture",
                         lambda self, rgb: (g := _Graph(self.engine, rgb), g.out))
 

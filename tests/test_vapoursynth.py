@@ -229,6 +229,24 @@ def test_yuv_input(weights, device, case):
         assert frame.props["_Range"] == props.get("_Range", 0)
 
 
+@pytest.mark.parametrize("case", YUV_CASES)
+def test_yuv_kernel_path_matches_torch_colour(weights, host_kernels, monkeypatch, case):
+    """The CUDA path for YUV clips (planes in one buffer, the engine's fused colour kernels) run on
+    the CPU with the kernels' host build: same frames as the torch colour path, same props."""
+    from . import host_kernels as host
+
+    fmt, props, _ = YUV_CASES[case]
+    clip = core.resize.Bicubic(rgb_clip(), format=fmt, matrix_s="709")
+    clip = core.std.RemoveFrameProps(clip, ["_Matrix", "_Range", "_ChromaLocation"]).std.SetFrameProps(**props)
+    want = vsrlfn.rlfn(clip, scale=2, weights=weights, device="cpu")
+    monkeypatch.setattr(vsrlfn, "_cuda_kernels", lambda dev: host.HostColour(host_kernels))
+    got = vsrlfn.rlfn(clip, scale=2, weights=weights, device="cpu", num_streams=2)
+    for n in range(2):
+        a, b = got.get_frame(n), want.get_frame(n)
+        assert_close_int(planes(a), planes(b), tol=1)
+        assert dict(a.props) == dict(b.props)
+
+
 @needs_videos
 @needs_bestsource
 def test_all_frame_properties_copied(weights):

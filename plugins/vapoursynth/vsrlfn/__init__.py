@@ -1,7 +1,8 @@
 """VapourSynth filter: ``clip = vsrlfn.rlfn(clip, scale=4)`` upscales with RLFN on rlfn_video's `Engine`.
 
 Checks, frame <-> tensor copies and the per-frame callback live here; the model runs in `Engine`
-and the colour maths (YUV clips) in `rlfn_video.colour`, both on the chosen device. Nothing is
+and the colour maths (YUV clips) in `rlfn_video.colour` on the chosen device, or on a GPU with
+CuPy in the engine's fused kernels (`rlfn_video.colour_cuda`). Nothing is
 printed: under vspipe, stdout carries the video.
 """
 
@@ -20,7 +21,8 @@ import numpy as np
 import torch
 import vapoursynth as vs
 
-from rlfn_video import colour
+from rlfn_video import colour, colour_cuda
+from rlfn_video.colour_cuda import CudaColour, PlaneLayout
 from rlfn_video.engine import Engine
 from rlfn_video.errors import CheckpointError, RlfnError
 from rlfn_video.models import SCALES, load_model
@@ -90,13 +92,23 @@ def rlfn(
     def plane_shapes(width: int, height: int) -> list[tuple[int, int]]:
         return [(height, width)] + [(height >> sh, width >> sw)] * 2
 
+    flat = False
     if fmt.sample_type == vs.FLOAT:  # RGBS, RGBH (float YUV was refused)
         dtype = torch.float16 if fmt.bits_per_sample == 16 else torch.float32
         convert = functools.partial(_rgb_frame, engine)
     else:  # integer YUV (integer RGB was refused)
         dtype = torch.uint8 if fmt.bits_per_sample == 8 else torch.uint16
-        convert = functools.partial(_yuv_frame, engine, (w, h, fmt.bits_per_sample, _SUBSAMPLING[sw, sh]))
-    slots = _Slots(num_streams, dev, plane_shapes(w, h), plane_shapes(w * s, h * s), dtype)
+        layout = (w, h, fmt.bits_per_sample, _SUBSAMPLING[sw, sh])
+        kernels = _cuda_kernels(dev)
+        if kernels is not None:  # the engine's fused CuPy kernels; planes travel as one buffer
+            flat = True
+            itemsize = dtype.itemsize
+            layouts = (PlaneLayout(tuple(plane_shapes(w, h)), itemsize),
+                       PlaneLayout(tuple(plane_shapes(w * s, h * s)), itemsize))
+            convert = functools.partial(_yuv_frame_kernels, engine, kernels, layouts, layout)
+        else:
+            convert = functools.partial(_yuv_frame, engine, layout)
+    slots = _Slots(num_streams, dev, plane_shapes(w, h), plane_shapes(w * s, h * s), dtype, flat=flat)
     blank = clip.std.BlankClip(width=w * s, height=h * s, keep=True)
     process = functools.partial(_process, slots=slots, convert=convert)
     modify = functools.partial(blank.std.ModifyFrame, clips=[clip, blank], selector=process)
@@ -202,25 +214,41 @@ def _engine(weights, scale: int | None, model: str | None, dev: torch.device, ha
 
 @dataclass
 class _Slot:
-    inp: list[torch.Tensor]
+    inp: list[torch.Tensor]  # per plane; views of `flat_in` when the planes travel as one buffer
     out: list[torch.Tensor]
     stream: Callable[[], contextlib.AbstractContextManager]
     sync: Callable[[], None]
+    flat_in: torch.Tensor | None = None
+    flat_out: torch.Tensor | None = None
+
+
+def _plane_buffers(shapes: list, dtype: torch.dtype, pinned: bool, flat: bool):
+    """Host buffers of the planes: separate tensors, or views of one back-to-back buffer."""
+    if not flat:
+        return [torch.empty(s, dtype=dtype, pin_memory=pinned) for s in shapes], None
+    whole = torch.empty(sum(h * w for h, w in shapes), dtype=dtype, pin_memory=pinned)
+    views, start = [], 0
+    for h, w in shapes:
+        views.append(whole[start:start + h * w].view(h, w))
+        start += h * w
+    return views, whole
 
 
 class _Slots:
-    def __init__(self, n: int, dev: torch.device, shapes_in: list, shapes_out: list, dtype: torch.dtype):
+    def __init__(self, n: int, dev: torch.device, shapes_in: list, shapes_out: list, dtype: torch.dtype,
+                 flat: bool = False):
         cuda = dev.type == "cuda"
         self.device = dev
         self._free: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
         for _ in range(n):
-            bufs = [[torch.empty(s, dtype=dtype, pin_memory=cuda) for s in shapes]
-                    for shapes in (shapes_in, shapes_out)]
+            (inp, flat_in), (out, flat_out) = (_plane_buffers(shapes, dtype, cuda, flat)
+                                               for shapes in (shapes_in, shapes_out))
             if cuda:
                 stream = torch.cuda.Stream(dev)
-                self._free.put(_Slot(*bufs, functools.partial(torch.cuda.stream, stream), stream.synchronize))
+                self._free.put(_Slot(inp, out, functools.partial(torch.cuda.stream, stream), stream.synchronize,
+                                     flat_in, flat_out))
             else:
-                self._free.put(_Slot(*bufs, contextlib.nullcontext, _nothing))
+                self._free.put(_Slot(inp, out, contextlib.nullcontext, _nothing, flat_in, flat_out))
 
     @contextlib.contextmanager
     def take(self):
@@ -242,9 +270,13 @@ def _process(n: int, f: list[vs.VideoFrame], *, slots: _Slots, convert: Callable
     with slots.take() as slot, slot.stream(), torch.inference_mode():
         for p, buf in enumerate(slot.inp):
             np.copyto(buf.numpy(), np.asarray(fin[p]))
-        planes = [b.to(slots.device, non_blocking=True) for b in slot.inp]
-        for buf, t in zip(slot.out, convert(planes, fin.props, fout.props)):
-            buf.copy_(t.to(buf.dtype), non_blocking=True)
+        if slot.flat_in is not None:  # one upload, one download; the kernels find the planes inside
+            slot.flat_out.copy_(convert(slot.flat_in.to(slots.device, non_blocking=True), fin.props, fout.props),
+                                non_blocking=True)
+        else:
+            planes = [b.to(slots.device, non_blocking=True) for b in slot.inp]
+            for buf, t in zip(slot.out, convert(planes, fin.props, fout.props)):
+                buf.copy_(t.to(buf.dtype), non_blocking=True)
         slot.sync()
         for p, buf in enumerate(slot.out):
             np.copyto(np.asarray(fout[p]), buf.numpy())
@@ -264,8 +296,8 @@ def _spec(matrix: int, rng: int, loc: int, width: int, height: int, bits: int, s
                                  width=width, height=height, bit_depth=bits, subsampling=sub, chroma_loc=loc + 1)
 
 
-def _yuv_frame(infer: Callable, layout: tuple, planes: list[torch.Tensor], props_in,
-               props_out) -> tuple[torch.Tensor, ...]:
+def _frame_spec(layout: tuple, props_in, props_out) -> colour.ColourSpec:
+    """The frame's colour from its properties; a guessed matrix/range is written to the output."""
     try:
         spec = _spec(props_in.get("_Matrix", 2), props_in.get("_Range", -1), props_in.get("_ChromaLocation", 0),
                      *layout)
@@ -275,5 +307,42 @@ def _yuv_frame(infer: Callable, layout: tuple, planes: list[torch.Tensor], props
         props_out["_Matrix"] = spec.colorspace
     if "range" in spec.guessed:
         props_out["_Range"] = 0
+    return spec
+
+
+def _yuv_frame(infer: Callable, layout: tuple, planes: list[torch.Tensor], props_in,
+               props_out) -> tuple[torch.Tensor, ...]:
+    spec = _frame_spec(layout, props_in, props_out)
     rgb = colour.planes_to_rgb(planes, spec)[None]  # fp32: 16-bit code values overflow fp16
     return colour.rgb_to_planes(infer(rgb)[0], spec)
+
+
+def _cuda_kernels(dev: torch.device):
+    """The engine's fused colour kernels for this GPU (CudaColour), or None: CPU, or no CuPy."""
+    if dev.type != "cuda":
+        return None
+    try:
+        import cupy  # noqa: F401 - deferred: optional (the cuda extra)
+    except ImportError:
+        return None
+    return CudaColour(dev)
+
+
+def _yuv_frame_kernels(engine: Engine, kernels, layouts: tuple[PlaneLayout, PlaneLayout], layout: tuple,
+                       planes: torch.Tensor, props_in, props_out, stream=None) -> torch.Tensor:
+    """Planes back to back (one device buffer) -> decode kernel -> model -> encode kernel -> planes
+    back to back, all queued on the current stream (the slot's); the kernels compute like colour.py."""
+    spec = _frame_spec(layout, props_in, props_out)
+    lin, lout = layouts
+    h, w = lin.shapes[0]
+    if stream is None and engine.device.type == "cuda":
+        stream = torch.cuda.current_stream(engine.device)
+    rgb = torch.empty(1, 3, h, w, dtype=engine.dtype, device=engine.device).contiguous(
+        memory_format=torch.channels_last)
+    kernels.launcher("planes_to_rgb", lin.itemsize, rgb.dtype,
+                     colour_cuda.decode_args(spec, lin, planes.data_ptr(), rgb, 1))(stream)
+    out = engine.forward(rgb)
+    result = torch.empty(lout.frame, dtype=planes.dtype, device=engine.device)
+    kernels.launcher("rgb_to_planes", lout.itemsize, out.dtype,
+                     colour_cuda.encode_args(spec, lout, out, result.data_ptr(), 1))(stream)
+    return result
