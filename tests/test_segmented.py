@@ -171,15 +171,31 @@ def test_two_worker_processes_equal_single_run(cup_small, single_run, tmp_path):
     assert_same_as_input_and_single(out, cup_small, single_run)
 
 
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A small random RLFN (8 channels, 1 block, x2): whole real clips stay quick on a CPU."""
+    from rlfn_video.models import RLFN, Arch, save_checkpoint
+
+    path = tmp_path_factory.mktemp("weights") / "tiny_x2.pth"
+    save_checkpoint(path, RLFN(Arch(channels=8, mid_channels=8, blocks=1, scale=2)), value_range=1.0, meta={})
+    return path
+
+
 @needs_videos
-def test_ray_two_workers_equal_local_run(cup_small, single_run, tmp_path):
+def test_ray_two_workers_on_a_real_clip_equal_the_local_path(tiny_weights, tmp_path):
+    """cup.mp4 as shipped (8 keyframes, AAC audio) on a local Ray instance with two actors."""
     pytest.importorskip("ray", reason="Ray not installed (pip install 'rlfn-video[ray]')")
-    out = tmp_path / "out.mp4"
+    settings = EncodeSettings(scale=2, model=None, weights=str(tiny_weights), precision="fp32", crf=0,
+                              preset="ultrafast")
+    with InProcess("cpu") as pool:
+        local = upscale_segmented(CUP, tmp_path / "local.mp4", settings=settings, workers=pool, segment_seconds=1.0)
     with make_workers("cpu", 2, ray="local") as pool:
-        report = upscale_segmented(cup_small, out, settings=EncodeSettings(**LOSSLESS), workers=pool,
-                                   segment_seconds=SEGMENT)
-    assert "2 Ray worker(s)" in report.pipeline
-    assert_same_as_input_and_single(out, cup_small, single_run)
+        remote = upscale_segmented(CUP, tmp_path / "ray.mp4", settings=settings, workers=pool, segment_seconds=1.0)
+    assert "2 Ray worker(s)" in remote.pipeline and remote.frames_out == local.frames_out == 217
+    got, want = packets(tmp_path / "ray.mp4"), packets(CUP)
+    assert [r[0] for r in got["video"]] == [r[0] for r in want["video"]]
+    assert got["audio"] == want["audio"]
+    assert frames(tmp_path / "ray.mp4") == frames(tmp_path / "local.mp4")
 
 
 # --- resume, checksums, refusals ---------------------------------------------------------------
