@@ -93,8 +93,10 @@ class SegmentResult:
     worker: str = ""
 
 
-def encode_segment(task: SegmentTask, engine: Any) -> SegmentResult:
-    """Decode, upscale and encode one segment into a temporary file, then rename it into place."""
+def encode_segment(task: SegmentTask, engine: Any,
+                   progress: Callable[[int, int | None], None] | None = None) -> SegmentResult:
+    """Decode, upscale and encode one segment into a temporary file, then rename it into place.
+    `progress(done, total)`: frames of this segment, as in `upscale_video`."""
     dst = Path(task.dst)
     s = task.settings
     with media.Source(task.src, span=task.span) as source:
@@ -107,7 +109,7 @@ def encode_segment(task: SegmentTask, engine: Any) -> SegmentResult:
         tmp = dst.with_name(f".{dst.stem}.part-{os.getpid()}{dst.suffix}")
         try:
             _, frames, seconds, _ = transcode_into(source, tmp, plan, engine, pipeline=task.pipeline,
-                                                   total=task.span.frames, name=str(dst))
+                                                   progress=progress, total=task.span.frames, name=str(dst))
             if frames != task.span.frames:
                 raise RlfnError(f"{dst.name}: encoded {frames} frames, the segment has {task.span.frames}")
             os.replace(tmp, dst)
@@ -153,10 +155,16 @@ def _prepare(src: Path, dst: Path, settings: EncodeSettings, seconds: float, res
     return manifest, info, plan
 
 
-def _video_packets(paths: list[Path]) -> Iterator[av.Packet]:
+def _video_packets(paths: list[Path], extradata: bytes | None) -> Iterator[av.Packet]:
+    """Every segment's video packets in order; a segment whose codec headers differ from the
+    first one's (another encoder build or options) could not be decoded after a stream copy."""
     for path in paths:
         with av.open(str(path)) as c:
-            for packet in c.demux(c.streams.video[0]):
+            stream = c.streams.video[0]
+            if stream.codec_context.extradata != extradata:
+                raise RlfnError(f"{path}: encoded with other codec parameters than the first segment; "
+                                f"rerun with --no-resume")
+            for packet in c.demux(stream):
                 if packet.size:
                     yield packet
 
@@ -176,7 +184,8 @@ def join_segments(src: Path, dst: Path, manifest: Manifest, plan: encode.VideoPl
             try:
                 extra = [carried.streams[s.index] for s in source.carry]
                 others = (p for p in carried.demux(*extra) if p.dts is not None) if extra else iter(())
-                merged = heapq.merge(((_seconds(p), 0, n, p) for n, p in enumerate(_video_packets(paths))),
+                video = _video_packets(paths, first.streams.video[0].codec_context.extradata)
+                merged = heapq.merge(((_seconds(p), 0, n, p) for n, p in enumerate(video)),
                                      ((_seconds(p), 1, n, p) for n, p in enumerate(others)), key=lambda t: t[:3])
                 for _, kind, _, packet in merged:
                     sink.write_video_packet(packet) if kind == 0 else sink.write_packet(packet)
@@ -233,16 +242,24 @@ def upscale_segmented(
         progress(done, total)
     t0 = time.perf_counter()
 
+    running: dict[int, int] = {}  # frames done so far in segments still being encoded (this process)
+
     def committed(result: SegmentResult) -> None:
         nonlocal done
         record = manifest.segments[result.index]
         record.sha256, record.bytes = result.sha256, result.bytes
         manifest.save()
         done += result.frames
+        running.pop(result.index, None)
         if progress is not None:
             progress(done, total)
 
-    workers.run(todo, committed)
+    def advanced(index: int, frames: int) -> None:
+        running[index] = frames
+        if progress is not None:
+            progress(done + sum(running.values()), total)
+
+    workers.run(todo, committed, advanced)
     frames = join_segments(src, dst, manifest, plan, overwrite=overwrite, warn=note)
     seconds = time.perf_counter() - t0
     if not keep_segments:

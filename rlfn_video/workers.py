@@ -27,6 +27,7 @@ from .errors import RlfnError
 from .segmented import EncodeSettings, SegmentResult, SegmentTask, encode_segment
 
 OnResult = Callable[[SegmentResult], None]
+OnFrames = Callable[[int, int], None]  # (segment index, frames of it done): where a worker can tell
 RETRIES = 3  # times a segment is tried again after its worker died
 
 
@@ -79,8 +80,9 @@ def engine_for(settings: EncodeSettings, device: str) -> Any:
     return _ENGINES[key]
 
 
-def run_task(task: SegmentTask, device: str, label: str) -> SegmentResult:
-    result = encode_segment(task, engine_for(task.settings, device))
+def run_task(task: SegmentTask, device: str, label: str, on_frames: OnFrames | None = None) -> SegmentResult:
+    progress = (lambda done, total: on_frames(task.index, done)) if on_frames is not None else None
+    result = encode_segment(task, engine_for(task.settings, device), progress)
     return SegmentResult(result.index, result.frames, result.sha256, result.bytes, result.seconds, label)
 
 
@@ -88,7 +90,9 @@ class Workers:
     description = ""
     device_kind = "cpu"  # what the workers run on: "cpu" or "cuda" (decides the default precision)
 
-    def run(self, tasks: Sequence[SegmentTask], on_result: OnResult) -> None:
+    def run(self, tasks: Sequence[SegmentTask], on_result: OnResult, on_frames: OnFrames | None = None) -> None:
+        """Encode `tasks`; `on_result` for each finished one, in this thread; `on_frames` as frames
+        progress where the worker runs in this process."""
         raise NotImplementedError
 
     def close(self, kill: bool = False) -> None:
@@ -109,9 +113,9 @@ class InProcess(Workers):
         self.device_kind = self.device.split(":")[0]
         self.description = f"1 worker ({self.device}, in process)"
 
-    def run(self, tasks: Sequence[SegmentTask], on_result: OnResult) -> None:
+    def run(self, tasks: Sequence[SegmentTask], on_result: OnResult, on_frames: OnFrames | None = None) -> None:
         for task in tasks:
-            on_result(run_task(task, self.device, self.device))
+            on_result(run_task(task, self.device, self.device, on_frames))
 
 
 # --- one process per device ----------------------------------------------------------------
@@ -147,7 +151,7 @@ class LocalProcesses(Workers):
         return ProcessPoolExecutor(len(self.devices), mp_context=self._ctx, initializer=_init_worker,
                                    initargs=(queue, self.threads))
 
-    def run(self, tasks: Sequence[SegmentTask], on_result: OnResult) -> None:
+    def run(self, tasks: Sequence[SegmentTask], on_result: OnResult, on_frames: OnFrames | None = None) -> None:
         left = {t.index: t for t in tasks}
         tries = 0
         while left:
@@ -244,7 +248,7 @@ class RayWorkers(Workers):
         self._actors = [actor.remote("cuda" if self.gpu else "cpu", self.threads) for _ in range(n)]
         self.description = f"{n} Ray worker(s) ({'1 GPU' if self.gpu else f'{self.threads} CPU thread(s)'} each)"
 
-    def run(self, tasks: Sequence[SegmentTask], on_result: OnResult) -> None:
+    def run(self, tasks: Sequence[SegmentTask], on_result: OnResult, on_frames: OnFrames | None = None) -> None:
         from ray.util import ActorPool
 
         pool = ActorPool(self._actors)
