@@ -260,6 +260,10 @@ def upscale_segmented(
             progress(done + sum(running.values()), total)
 
     workers.run(todo, committed, advanced)
+    changed = [r.index for r in manifest.segments if not manifest.committed(r)]
+    if changed:  # every segment is read back against its checksum before the join trusts it
+        raise RlfnError(f"segment(s) {', '.join(map(str, changed))} changed on disk after being committed; "
+                        f"rerun the same command to redo them")
     frames = join_segments(src, dst, manifest, plan, overwrite=overwrite, warn=note)
     seconds = time.perf_counter() - t0
     if not keep_segments:

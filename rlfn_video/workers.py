@@ -123,7 +123,19 @@ class InProcess(Workers):
 _WORKER: dict[str, Any] = {}
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the run that spawned it dies (even by SIGKILL), so
+    no orphan finishes a segment behind the back of a resumed run."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
+
+
 def _init_worker(devices: multiprocessing.Queue, threads: int) -> None:
+    _die_with_parent()
     _WORKER["device"] = devices.get()
     _WORKER["label"] = f"{_WORKER['device']} pid {os.getpid()}"
     if _WORKER["device"] == "cpu":
