@@ -249,6 +249,22 @@ def test_killed_run_resumes_without_losing_or_redoing_segments(cup_small, single
 
 
 @needs_videos
+def test_sigterm_keeps_committed_segments_and_says_how_to_resume(cup_small, single_run, tmp_path):
+    out = tmp_path / "out.mp4"
+    args = [str(cup_small), str(out), "--scale", "2", "--no-half", "--crf", "0", "--segment", str(SEGMENT)]
+    proc = subprocess.Popen(_cli(*args), stderr=subprocess.PIPE)
+    _wait_for_commits(manifest_path(out), proc, 1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    assert "rerun the same command to resume" in proc.stderr.read().decode()
+    assert not out.exists() and _committed_files(manifest_path(out))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4.rlfn", "out.mp4.rlfn.json"]
+    res = subprocess.run(_cli(*args), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert_same_as_input_and_single(out, cup_small, single_run)
+
+
+@needs_videos
 def test_killed_worker_is_replaced_and_its_segment_redone(cup_small, single_run, tmp_path):
     out = tmp_path / "out.mp4"
     args = [str(cup_small), str(out), "--scale", "2", "--no-half", "--crf", "0", "--segment", str(SEGMENT),

@@ -51,6 +51,9 @@ def stage(
     init: Annotated[Optional[Path], typer.Option(help="Warm start from these weights.")] = None,
     loss: Annotated[str, typer.Option(help="l1, mse or l1+contrastive.")] = "l1",
     prune_to: Annotated[Optional[str], typer.Option(help="Prune the init weights to C,M channels first.")] = None,
+    contrastive_weight: Annotated[float, typer.Option(help="l1+contrastive: weight of the contrastive term "
+                                                     "(1 = the paper's 255 with L1 in 0-255 units).")] = 1.0,
+    contrastive_channels: Annotated[int, typer.Option(help="l1+contrastive: width of the frozen extractor.")] = 64,
     threads: Threads = 0,
     device: Device = "cpu",
     amp: Amp = None,
@@ -62,7 +65,8 @@ def stage(
     runtime = _runtime(threads, device, amp, channels_last, compile, prefetch)
     cfg = StageConfig(model=model, scale=scale, data=[str(d) for d in data], patch=patch, batch=batch,
                       steps=steps, lr=lr, seed=seed, init=str(init) if init else None, loss=loss,
-                      prune_to=[int(v) for v in prune_to.split(",")] if prune_to else None)
+                      prune_to=[int(v) for v in prune_to.split(",")] if prune_to else None,
+                      contrastive_weight=contrastive_weight, contrastive_channels=contrastive_channels)
     st = Stage(cfg, run_dir, runtime=runtime)
     if st.skipped:
         typer.echo(f"warm start: kept initial values for {', '.join(st.skipped)}", err=True)

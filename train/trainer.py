@@ -43,6 +43,7 @@ class StageConfig:
     init: str | None = None  # warm start: weights of an earlier run (upsampler skipped if scale differs)
     loss: str = "l1"  # l1, mse or l1+contrastive (losses.py)
     contrastive_channels: int = 64  # width of the contrastive loss's frozen extractor
+    contrastive_weight: float = 1.0  # L1 + w x CL; 1 is the paper's 255 (L1 in 0-255 units), see losses.py
     prune_to: list[int] | None = None  # [channels, mid_channels]: prune the init weights first (prune.py)
     checkpoint_every: int = 200
     log_every: int = 50
@@ -145,7 +146,8 @@ class Stage:
         self.model = model.to(self.device)
         if self.rt.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.loss_fn = make_loss(c.loss, self.device, contrastive_channels=c.contrastive_channels)
+        self.loss_fn = make_loss(c.loss, self.device, contrastive_channels=c.contrastive_channels,
+                                 contrastive_weight=c.contrastive_weight)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=c.lr, betas=(0.9, 0.99))
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=c.steps, eta_min=c.lr_min)
         self.gen = torch.Generator().manual_seed(c.seed)
