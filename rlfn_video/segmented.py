@@ -155,9 +155,11 @@ def _prepare(src: Path, dst: Path, settings: EncodeSettings, seconds: float, res
     return manifest, info, plan
 
 
-def _video_packets(paths: list[Path], extradata: bytes | None) -> Iterator[av.Packet]:
+def _video_packets(paths: list[Path], extradata: bytes | None, dts: list[int] | None = None) -> Iterator[av.Packet]:
     """Every segment's video packets in order; a segment whose codec headers differ from the
-    first one's (another encoder build or options) could not be decoded after a stream copy."""
+    first one's (another encoder build or options) could not be decoded after a stream copy.
+    `dts`: decode timestamps to set, one per packet (containers that store none, see `_rebuild_dts`)."""
+    n = 0
     for path in paths:
         with av.open(str(path)) as c:
             stream = c.streams.video[0]
@@ -166,7 +168,28 @@ def _video_packets(paths: list[Path], extradata: bytes | None) -> Iterator[av.Pa
                                 f"rerun with --no-resume")
             for packet in c.demux(stream):
                 if packet.size:
+                    if dts is not None:
+                        packet.dts = dts[n]
+                    n += 1
                     yield packet
+
+
+def _rebuild_dts(paths: list[Path]) -> list[int] | None:
+    """Decode timestamps for the joined stream where the segments' container keeps none
+    (Matroska): the presentation times in order, shifted back by the smallest reorder delay that
+    keeps every dts at or before its pts; None where every packet has its dts."""
+    order, missing = [], False
+    for path in paths:
+        with av.open(str(path)) as c:
+            for packet in c.demux(c.streams.video[0]):
+                if packet.size:
+                    order.append(packet.pts)
+                    missing |= packet.dts is None
+    if not missing:
+        return None
+    ordered = sorted(order)
+    delay = next(d for d in range(len(order) + 1) if all(ordered[k - d] <= order[k] for k in range(d, len(order))))
+    return [ordered[0] - (delay - k) if k < delay else ordered[k - delay] for k in range(len(order))]
 
 
 def _seconds(packet: av.Packet) -> Fraction:
@@ -184,7 +207,7 @@ def join_segments(src: Path, dst: Path, manifest: Manifest, plan: encode.VideoPl
             try:
                 extra = [carried.streams[s.index] for s in source.carry]
                 others = (p for p in carried.demux(*extra) if p.dts is not None) if extra else iter(())
-                video = _video_packets(paths, first.streams.video[0].codec_context.extradata)
+                video = _video_packets(paths, first.streams.video[0].codec_context.extradata, _rebuild_dts(paths))
                 merged = heapq.merge(((_seconds(p), 0, n, p) for n, p in enumerate(video)),
                                      ((_seconds(p), 1, n, p) for n, p in enumerate(others)), key=lambda t: t[:3])
                 for _, kind, _, packet in merged:

@@ -323,6 +323,27 @@ def test_changed_setting_or_input_is_refused(cup_small, tmp_path):
     assert out.exists() and not manifest_path(out).exists()
 
 
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_segments_keep_subtitles_rotation_and_tags(tiny_weights, tmp_path, ext):
+    from .conftest import make_clip
+
+    src = make_clip(tmp_path / f"in.{ext}", size=(48, 32), frames=30, rate=10, audio="aac",
+                    subtitles=["one", "two", "three"], rotation=90, metadata={"title": "clip"},
+                    options={"g": "5"})
+    out = tmp_path / f"out.{ext}"
+    settings = EncodeSettings(scale=2, model=None, weights=str(tiny_weights), precision="fp32")
+    with InProcess("cpu") as pool:
+        report = upscale_segmented(src, out, settings=settings, workers=pool, segment_seconds=0.5)
+    assert "6 segment(s)" in report.pipeline
+    got, want = packets(out), packets(src)
+    assert got["audio"] == want["audio"] and got["subtitle"] == want["subtitle"]
+    assert [r[0] for r in got["video"]] == [r[0] for r in want["video"]]
+    info = media.probe(out)
+    assert (info.width, info.height) == (96, 64) and info.display_matrix == media.probe(src).display_matrix
+    with av.open(str(out)) as c:
+        assert c.metadata.get("title") == "clip"
+
+
 def test_devices_parsing():
     from rlfn_video.errors import RlfnError
 
