@@ -53,7 +53,7 @@ class SegmentRecord:
     start: int | None  # pts range [start, end) in the input's video time base; None: open
     end: int | None
     first: int  # index of the first frame in the input
-    frames: int
+    frames: int | None  # None: not known before it is encoded (input without timestamps)
     file: str  # name inside the segment folder
     sha256: str | None = None  # set when committed
     bytes: int | None = None

@@ -53,12 +53,13 @@ class Picture:
 @dataclass(frozen=True)
 class Span:
     """The frames of a segment: pts in [start, end) of the video stream's time base (None: open
-    end), `first` the index of its first frame in the whole stream, `frames` how many it holds."""
+    end), `first` the index of its first frame in the whole stream, `frames` how many it holds
+    (None: not known, for the one span of a file whose packets carry no timestamps)."""
 
     start: int | None
     end: int | None
     first: int
-    frames: int
+    frames: int | None
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ class Source:
         try:
             for packet in self.container.demux(self.video):
                 for frame in packet.decode():
-                    if frame.pts is None:
+                    if frame.pts is None and (span.start is not None or span.end is not None):
                         raise UnsupportedInputError(f"{self.path}: frames without timestamps cannot be segmented")
                     if span.start is not None and frame.pts < span.start:
                         continue
@@ -262,9 +263,9 @@ class Source:
                     continue
                 break
         except av.FFmpegError as e:
-            raise TruncatedInputError(f"{self.path}: unreadable data ({e.strerror}) in frames {span.first}.."
-                                      f"{span.first + span.frames - 1}") from None
-        if count != span.frames:
+            raise TruncatedInputError(f"{self.path}: unreadable data ({e.strerror}) after frame "
+                                      f"{span.first + count}") from None
+        if span.frames is not None and count != span.frames:
             raise TruncatedInputError(f"{self.path}: frames {span.first}..{span.first + span.frames - 1} decode to "
                                       f"{count} frames, not {span.frames}; run without segments")
 

@@ -110,7 +110,7 @@ def encode_segment(task: SegmentTask, engine: Any,
         try:
             _, frames, seconds, _ = transcode_into(source, tmp, plan, engine, pipeline=task.pipeline,
                                                    progress=progress, total=task.span.frames, name=str(dst))
-            if frames != task.span.frames:
+            if task.span.frames is not None and frames != task.span.frames:
                 raise RlfnError(f"{dst.name}: encoded {frames} frames, the segment has {task.span.frames}")
             os.replace(tmp, dst)
         except BaseException:
@@ -132,7 +132,7 @@ def _prepare(src: Path, dst: Path, settings: EncodeSettings, seconds: float, res
     index = index_video(src)
     if index is None:
         note("packets without timestamps: processing the input as one segment")
-    spans = plan_segments(index, seconds, frames=info.frames)
+    spans = plan_segments(index, seconds)
     fingerprint = input_fingerprint(src, index.frames if index else -1, index.keyframes if index else ())
     wanted = {**settings.fingerprint(), "segment_seconds": seconds}
     path = manifest_path(dst)
@@ -250,7 +250,7 @@ def upscale_segmented(
         raise UnsupportedScaleError(f"scale must be a positive integer, got {settings.scale!r}")
     media.check_output(src, dst, overwrite=overwrite)
     manifest, info, plan = _prepare(src, dst, settings, segment_seconds, resume, note)
-    total = sum(r.frames for r in manifest.segments)
+    total = None if any(r.frames is None for r in manifest.segments) else sum(r.frames for r in manifest.segments)
     todo, done = [], 0
     for record in manifest.segments:
         if manifest.committed(record):
@@ -270,7 +270,7 @@ def upscale_segmented(
     def committed(result: SegmentResult) -> None:
         nonlocal done
         record = manifest.segments[result.index]
-        record.sha256, record.bytes = result.sha256, result.bytes
+        record.sha256, record.bytes, record.frames = result.sha256, result.bytes, result.frames
         manifest.save()
         done += result.frames
         running.pop(result.index, None)
@@ -293,7 +293,7 @@ def upscale_segmented(
         shutil.rmtree(manifest.folder, ignore_errors=True)
         manifest.path.unlink(missing_ok=True)
     return TranscodeReport(
-        src=src, dst=dst, frames_in=total, frames_out=frames, seconds=seconds,
+        src=src, dst=dst, frames_in=sum(r.frames for r in manifest.segments), frames_out=frames, seconds=seconds,
         fps=sum(manifest.segments[t.index].frames for t in todo) / seconds if seconds > 0 and todo else 0.0,
         size_in=(info.width, info.height), size_out=(plan.width, plan.height), decode_path=info.decode_path,
         colour_in=info.colour, colour_out=plan.colour, codec=plan.codec, pix_fmt=plan.pix_fmt,

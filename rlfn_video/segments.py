@@ -58,12 +58,11 @@ def index_video(path: str | os.PathLike) -> VideoIndex | None:
         return VideoIndex(tuple(sorted(pts)), tuple(sorted(keys)), Fraction(video.time_base))
 
 
-def plan_segments(index: VideoIndex | None, seconds: float, frames: int | None = None) -> list[Span]:
-    """Spans of about `seconds` each (at least one keyframe interval), in order, covering every frame.
-
-    `frames`: the frame count to use when there is no index (one open span)."""
+def plan_segments(index: VideoIndex | None, seconds: float) -> list[Span]:
+    """Spans of about `seconds` each (at least one keyframe interval), in order, covering every
+    frame; without an index, one span of all the frames (their count unknown until decoded)."""
     if index is None or not index.pts:
-        return [Span(None, None, 0, frames or 0)]
+        return [Span(None, None, 0, None)]
     step = max(1, round(seconds / index.time_base)) if seconds > 0 else None
     cuts: list[int] = []
     origin = index.pts[0]

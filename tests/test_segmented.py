@@ -344,6 +344,23 @@ def test_segments_keep_subtitles_rotation_and_tags(tiny_weights, tmp_path, ext):
         assert c.metadata.get("title") == "clip"
 
 
+def test_input_without_timestamps_is_one_segment(tiny_weights, tmp_path):
+    """A raw H.264 stream: packets carry no pts, so no index; one segment of every frame."""
+    from .conftest import make_clip
+
+    src = make_clip(tmp_path / "in.h264", size=(48, 32), frames=12, options={"g": "4"})
+    assert index_video(src) is None
+    out = tmp_path / "out.mkv"
+    settings = EncodeSettings(scale=2, model=None, weights=str(tiny_weights), precision="fp32")
+    notes = []
+    with InProcess("cpu") as pool:
+        report = upscale_segmented(src, out, settings=settings, workers=pool, segment_seconds=0.2, warn=notes.append)
+    assert "1 segment(s)" in report.pipeline and report.frames_out == 12
+    assert any("one segment" in n for n in notes)
+    with av.open(str(out)) as c:
+        assert len(list(c.decode(video=0))) == 12
+
+
 def test_devices_parsing():
     from rlfn_video.errors import RlfnError
 
