@@ -30,9 +30,9 @@ from .errors import OutputError, RlfnError, UnsupportedScaleError
 from .manifest import Manifest, SegmentRecord, input_fingerprint, sha256_file
 from .pipeline import PipelineOptions
 from .segments import index_video, plan_segments
+from .transcode import TranscodeReport, collect_warnings, transcode_into
 
 if TYPE_CHECKING:
-    from .transcode import TranscodeReport
     from .workers import Workers
 
 DEFAULT_SEGMENT_SECONDS = 30.0
@@ -104,8 +104,6 @@ def encode_segment(task: SegmentTask, engine: Any,
         info = source.info
         plan = encode.plan_video(info, width=info.width * s.scale, height=info.height * s.scale, codec=s.codec,
                                  crf=s.crf, preset=s.preset, pix_fmt=s.pix_fmt)
-        from .transcode import transcode_into  # deferred: transcode imports this module's callers
-
         tmp = dst.with_name(f".{dst.stem}.part-{os.getpid()}{dst.suffix}")
         try:
             _, frames, seconds, _ = transcode_into(source, tmp, plan, engine, pipeline=task.pipeline,
@@ -241,8 +239,6 @@ def upscale_segmented(
     is continued: committed segments whose checksum still holds are kept, the others redone; a
     manifest for another input or other settings raises `ManifestMismatch`. On success the
     manifest and segments are removed unless `keep_segments`."""
-    from .transcode import TranscodeReport, collect_warnings
-
     src, dst = Path(src), Path(dst)
     warnings, note = collect_warnings(warn)
 
