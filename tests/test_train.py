@@ -163,3 +163,45 @@ def test_recipe_runs_every_stage_and_resumes(tmp_path, image_dir):
             assert not torch.equal(states[prev]["model"]["conv_1.weight"], states[name]["model"]["conv_1.weight"])
     assert states["prune"]["model"]["conv_1.weight"].shape[0] == 40
     assert states["mse"]["model"]["block_1.c1_r.weight"].shape[:2] == (44, 40)
+
+
+# --- the GPU training kit, run here on the CPU ------------------------------------------------
+
+from .shared import TRAIN, needs_train  # noqa: E402
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@needs_train
+def test_pack_train_subset_keeps_folders_and_pixels(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "subset"
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "pack_train_subset.py"), "--src", str(TRAIN),
+                          "--out", str(out), "--mib", "3"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    files = sorted(out.glob("*/*.png"))
+    assert files and sum(f.stat().st_size for f in files) <= 3 * 2**20
+    assert {f.parent.name for f in files} <= {"t91", "wallpapers", "bsd200"}
+    for f in files[:5]:
+        with Image.open(f) as a, Image.open(TRAIN / f.parent.name / f.name) as b:
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert "t91" in (out / "SUBSET.md").read_text()
+
+
+@needs_train
+def test_gpu_train_script_dry_run_on_cpu(tmp_path):
+    """scripts/gpu_train.sh with DEVICE=cpu: bench, stage from the shipped weights, files in $OUT."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DEVICE": "cpu", "DATA": str(TRAIN), "BATCH": "2", "PATCH": "24", "OUT": str(tmp_path),
+           "RUN_DIR": str(tmp_path / "run"), "PYTHON": sys.executable, "SEED": "1"}
+    res = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_train.sh"), "2", "0.05"], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "it/s ->" in (tmp_path / "bench.txt").read_text()
+    ck = torch.load(tmp_path / "last.pt", map_location="cpu", weights_only=True)
+    assert ck["step"] >= 10 and ck["config"]["init"].endswith("rlfn_s_x2.pth")
