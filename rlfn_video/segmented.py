@@ -271,9 +271,11 @@ def upscale_segmented(
         done += result.frames
         running.pop(result.index, None)
         if progress is not None:
-            progress(done, total)
+            progress(done + sum(running.values()), total)
 
     def advanced(index: int, frames: int) -> None:
+        if manifest.segments[index].sha256 is not None:
+            return  # a late report from a worker whose segment is already committed
         running[index] = frames
         if progress is not None:
             progress(done + sum(running.values()), total)

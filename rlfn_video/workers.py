@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -134,16 +136,29 @@ def _die_with_parent() -> None:
         pass
 
 
-def _init_worker(devices: multiprocessing.Queue, threads: int) -> None:
+def _init_worker(devices: multiprocessing.Queue, threads: int, frames: multiprocessing.Queue) -> None:
     _die_with_parent()
     _WORKER["device"] = devices.get()
     _WORKER["label"] = f"{_WORKER['device']} pid {os.getpid()}"
+    _WORKER["frames"] = frames
     if _WORKER["device"] == "cpu":
         torch.set_num_threads(threads)
 
 
+_REPORT_S = 0.5  # a worker reports its frame count at most this often
+
+
 def _run_in_worker(task: SegmentTask) -> SegmentResult:
-    return run_task(task, _WORKER["device"], _WORKER["label"])
+    last = 0.0
+
+    def report(index: int, done: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= _REPORT_S:
+            last = now
+            _WORKER["frames"].put((index, done))
+
+    return run_task(task, _WORKER["device"], _WORKER["label"], report)
 
 
 class LocalProcesses(Workers):
@@ -157,11 +172,21 @@ class LocalProcesses(Workers):
         self.description = f"{len(self.devices)} worker processes ({', '.join(self.devices)}{cpu})"
 
     def _start(self) -> ProcessPoolExecutor:
-        queue = self._ctx.Queue()
+        devices = self._ctx.Queue()
         for d in self.devices:
-            queue.put(d)
+            devices.put(d)
+        self._frames = self._ctx.Queue()  # (segment, frames done) from the workers, for progress
         return ProcessPoolExecutor(len(self.devices), mp_context=self._ctx, initializer=_init_worker,
-                                   initargs=(queue, self.threads))
+                                   initargs=(devices, self.threads, self._frames))
+
+    def _drain(self, on_frames: OnFrames | None) -> None:
+        while True:
+            try:
+                index, done = self._frames.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                return
+            if on_frames is not None:
+                on_frames(index, done)
 
     def run(self, tasks: Sequence[SegmentTask], on_result: OnResult, on_frames: OnFrames | None = None) -> None:
         left = {t.index: t for t in tasks}
@@ -172,7 +197,8 @@ class LocalProcesses(Workers):
             futures: dict[Future, int] = {self._pool.submit(_run_in_worker, t): i for i, t in left.items()}
             try:
                 while futures:
-                    finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    finished, _ = wait(futures, timeout=_REPORT_S, return_when=FIRST_COMPLETED)
+                    self._drain(on_frames)
                     for f in finished:
                         index = futures.pop(f)
                         on_result(f.result())

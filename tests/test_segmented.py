@@ -166,10 +166,12 @@ def test_segmented_in_process_equals_single_run(cup_small, single_run, tmp_path)
 @needs_videos
 def test_two_worker_processes_equal_single_run(cup_small, single_run, tmp_path):
     out = tmp_path / "out.mp4"
+    seen = []
     with LocalProcesses(["cpu", "cpu"]) as pool:
         report = upscale_segmented(cup_small, out, settings=EncodeSettings(**LOSSLESS), workers=pool,
-                                   segment_seconds=SEGMENT)
+                                   segment_seconds=SEGMENT, progress=lambda d, t: seen.append(d))
     assert "2 worker processes" in report.pipeline
+    assert seen == sorted(seen) and seen[-1] == report.frames_in  # frames reported from the workers too
     assert_same_as_input_and_single(out, cup_small, single_run)
 
 
