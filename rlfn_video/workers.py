@@ -246,6 +246,9 @@ class _SegmentActor:
     def run(self, task: SegmentTask) -> SegmentResult:
         return run_task(task, self.device, self.label)
 
+    def pid(self) -> int:
+        return os.getpid()
+
 
 @dataclass
 class RayWorkers(Workers):

@@ -204,6 +204,36 @@ def test_ray_two_workers_on_a_real_clip_equal_the_local_path(tiny_weights, tmp_p
     assert frames(tmp_path / "ray.mp4") == frames(tmp_path / "local.mp4")
 
 
+@needs_videos
+def test_ray_restarts_a_killed_actor_and_retries_its_segment(cup_small, single_run, tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray not installed (pip install 'rlfn-video[ray]')")
+    import threading
+
+    out, outcome = tmp_path / "out.mp4", {}
+    with make_workers("cpu", 2, ray="local") as pool:
+        pids = ray.get([a.pid.remote() for a in pool._actors])
+
+        def job():
+            try:
+                outcome["report"] = upscale_segmented(cup_small, out, settings=EncodeSettings(**LOSSLESS),
+                                                      workers=pool, segment_seconds=SEGMENT)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                outcome["error"] = e
+
+        thread = threading.Thread(target=job)
+        thread.start()
+        deadline = time.monotonic() + 120
+        while not manifest_path(out).exists() or not any(
+                s["sha256"] for s in json.loads(manifest_path(out).read_text())["segments"]):
+            assert thread.is_alive() and time.monotonic() < deadline, outcome
+            time.sleep(0.05)
+        os.kill(pids[0], signal.SIGKILL)  # mid-run: Ray restarts the actor and retries its task
+        thread.join(timeout=300)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["report"].frames_out == index_video(cup_small).frames
+    assert_same_as_input_and_single(out, cup_small, single_run)
+
+
 # --- resume, checksums, refusals ---------------------------------------------------------------
 
 
