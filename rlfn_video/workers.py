@@ -277,11 +277,13 @@ class RayWorkers(Workers):
             ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise RlfnError(f"--ray {self.address}: cannot reach a Ray cluster ({e})") from None
+        self._actors: list[Any] = []
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         self.gpu = bool(gpus) if self.gpu is None else self.gpu
         self.device_kind = "cuda" if self.gpu else "cpu"
         if self.gpu and not gpus:
+            self.close()
             raise RlfnError("the Ray cluster has no GPUs; run CPU workers with --devices cpu")
         n = self.workers or (gpus if self.gpu else max(1, int(resources.get("CPU", 1)) // self.threads))
         options = {"num_gpus": 1, "num_cpus": 1} if self.gpu else {"num_cpus": self.threads}
