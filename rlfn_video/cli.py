@@ -209,14 +209,14 @@ def _workers(devices: str | None, workers: int | None, ray: str | None):
 
 
 def _segmented(src: Path, dst: Path, pool, options: dict, segment: float | None, resume: bool, keep: bool,
-               fb: _Feedback, progress=None):
+               fb: _Feedback):
     from .segmented import DEFAULT_SEGMENT_SECONDS, EncodeSettings, upscale_segmented
 
     settings = EncodeSettings.create(device_kind=pool.device_kind, **{k: v for k, v in options.items()
                                                                      if k != "overwrite"})
     return upscale_segmented(src, dst, settings=settings, workers=pool, overwrite=options["overwrite"],
                              segment_seconds=DEFAULT_SEGMENT_SECONDS if segment is None else segment,
-                             resume=resume, keep_segments=keep, progress=progress or fb.progress(src.name),
+                             resume=resume, keep_segments=keep, progress=fb.progress(src.name),
                              warn=fb.warn)
 
 

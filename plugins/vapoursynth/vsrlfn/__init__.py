@@ -14,7 +14,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +220,7 @@ class _Slot:
     sync: Callable[[], None]
     flat_in: torch.Tensor | None = None
     flat_out: torch.Tensor | None = None
+    device_state: dict = field(default_factory=dict)  # kernel path: device buffers, launches by colour spec
 
 
 def _plane_buffers(shapes: list, dtype: torch.dtype, pinned: bool, flat: bool):
@@ -271,8 +272,7 @@ def _process(n: int, f: list[vs.VideoFrame], *, slots: _Slots, convert: Callable
         for p, buf in enumerate(slot.inp):
             np.copyto(buf.numpy(), np.asarray(fin[p]))
         if slot.flat_in is not None:  # one upload, one download; the kernels find the planes inside
-            slot.flat_out.copy_(convert(slot.flat_in.to(slots.device, non_blocking=True), fin.props, fout.props),
-                                non_blocking=True)
+            convert(slot, fin.props, fout.props)
         else:
             planes = [b.to(slots.device, non_blocking=True) for b in slot.inp]
             for buf, t in zip(slot.out, convert(planes, fin.props, fout.props)):
@@ -329,20 +329,29 @@ def _cuda_kernels(dev: torch.device):
 
 
 def _yuv_frame_kernels(engine: Engine, kernels, layouts: tuple[PlaneLayout, PlaneLayout], layout: tuple,
-                       planes: torch.Tensor, props_in, props_out, stream=None) -> torch.Tensor:
-    """Planes back to back (one device buffer) -> decode kernel -> model -> encode kernel -> planes
-    back to back, all queued on the current stream (the slot's); the kernels compute like colour.py."""
+                       slot: _Slot, props_in, props_out, stream=None) -> None:
+    """The slot's planes (back to back) up -> decode kernel -> model -> encode kernel -> down into
+    `slot.flat_out`, all queued on the current stream (the slot's). The slot's device buffers are
+    made on its first frame, the decode launch once per colour spec; the kernels compute like colour.py."""
     spec = _frame_spec(layout, props_in, props_out)
     lin, lout = layouts
-    h, w = lin.shapes[0]
+    state = slot.device_state
+    if not state:
+        h, w = lin.shapes[0]
+        state["in"] = torch.empty_like(slot.flat_in, device=engine.device)
+        state["rgb"] = torch.empty(1, 3, h, w, dtype=engine.dtype, device=engine.device).contiguous(
+            memory_format=torch.channels_last)
+        state["out"] = torch.empty_like(slot.flat_out, device=engine.device)
+        state["decode"] = {}  # by colour spec (frame props may change it)
     if stream is None and engine.device.type == "cuda":
         stream = torch.cuda.current_stream(engine.device)
-    rgb = torch.empty(1, 3, h, w, dtype=engine.dtype, device=engine.device).contiguous(
-        memory_format=torch.channels_last)
-    kernels.launcher("planes_to_rgb", lin.itemsize, rgb.dtype,
-                     colour_cuda.decode_args(spec, lin, planes.data_ptr(), rgb, 1))(stream)
-    out = engine.forward(rgb)
-    result = torch.empty(lout.frame, dtype=planes.dtype, device=engine.device)
+    decode = state["decode"]
+    if spec not in decode:
+        decode[spec] = kernels.launcher("planes_to_rgb", lin.itemsize, state["rgb"].dtype,
+                                        colour_cuda.decode_args(spec, lin, state["in"].data_ptr(), state["rgb"], 1))
+    state["in"].copy_(slot.flat_in, non_blocking=True)
+    decode[spec](stream)
+    out = engine.forward(state["rgb"])  # a new tensor each frame (eager model), so its launch is per frame
     kernels.launcher("rgb_to_planes", lout.itemsize, out.dtype,
-                     colour_cuda.encode_args(spec, lout, out, result.data_ptr(), 1))(stream)
-    return result
+                     colour_cuda.encode_args(spec, lout, out, state["out"].data_ptr(), 1))(stream)
+    slot.flat_out.copy_(state["out"], non_blocking=True)
