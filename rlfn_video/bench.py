@@ -16,13 +16,15 @@ ndarray -> fp32 tensor -> model -> numpy -> encode, synchronous.
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import os
 import platform
 import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -160,7 +162,9 @@ def _pipelined(engine: Engine, spec: colour.ColourSpec, pic: Picture, frames: in
         return [b - a for a, b in zip(stamps, stamps[1:])], pipe.description
 
 
-def bench_pipeline(engine: Engine, res: str, frames: int, options: PipelineOptions | None = None) -> list[Result]:
+def bench_pipeline(engine: Engine, res: str, frames: int, options: PipelineOptions | None = None, *,
+                   variant: str = "ours", with_naive: bool = True) -> list[Result]:
+    """Ours (with `options`) and, if `with_naive`, the naive loop at the same size."""
     w, h = parse_resolution(res)
     rng = np.random.default_rng(0)
     spec = colour.spec_from_tags(colorspace=1, color_range=1, primaries=1, transfer=1, width=w, height=h)
@@ -170,8 +174,10 @@ def bench_pipeline(engine: Engine, res: str, frames: int, options: PipelineOptio
     if engine.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(engine.device)
     gaps, path = _pipelined(engine, spec, pic, frames, options)
-    ours = _result("pipeline", res, "ours", gaps, engine.device, path=path,
+    ours = _result("pipeline", res, variant, gaps, engine.device, path=path,
                    activation_mib_estimate=round(engine.activation_bytes(1, h, w) / 2**20, 1))
+    if not with_naive:
+        return [ours]
     naive = naive_engine(engine)
     rgb24 = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     base = _result("pipeline", res, "naive", _timed(lambda: _naive_frame(naive.model, engine.device, rgb24), frames,
@@ -256,34 +262,152 @@ def bench_scaleout(engine: Engine, res: str, frames: int, clip: Path | None, cod
     return out
 
 
-def run(engine: Engine, *, modes: list[str], resolutions: list[str], frames: int, clip: Path | None = None,
-        codec: str = "libx264", workers: list[int] = (1, 2), segment_seconds: float = 2.0,
-        model: str | None = None, weights: Path | None = None) -> dict:
-    """`model`/`weights`: what `engine` was built from (the scale-out workers load their own)."""
-    results: list[Result] = []
+@dataclass
+class Failure:
+    """A measurement that raised: reported and skipped, the rest of the run goes on."""
+    mode: str
+    resolution: str
+    variant: str
+    error: str
+
+
+def _variant(batch: int, graphs: str) -> tuple[str, PipelineOptions | None]:
+    """Label and options of one pipeline setting (batch 0 / graphs "auto": chosen by the pipeline)."""
+    if not batch and graphs == "auto":
+        return "ours", None
+    parts = ([f"batch {batch}"] if batch else []) + ([f"graphs {graphs}"] if graphs != "auto" else [])
+    return "ours " + ", ".join(parts), PipelineOptions(batch=batch or None,
+                                                      graphs=None if graphs == "auto" else graphs == "on")
+
+
+def measure(engine: Engine, *, modes: list[str], resolutions: list[str], frames: int, clip: Path | None = None,
+            codec: str = "libx264", workers: list[int] = (1, 2), segment_seconds: float = 2.0,
+            model: str | None = None, weights: Path | None = None, batches: list[int] = (0,),
+            graphs: list[str] = ("auto",)) -> Iterator[Result | Failure]:
+    """Each measurement as soon as it is made, in the order asked (modes outer, sizes inner).
+
+    A measurement that raises is yielded as a `Failure` and the next one runs; Ctrl-C and SIGTERM
+    propagate, so a caller that kept what was yielded keeps every number measured so far.
+    `model`/`weights`: what `engine` was built from (the scale-out workers load their own)."""
+    check_options(modes, graphs)
     for mode in modes:
         for res in resolutions if not (mode in ("e2e", "scaleout") and clip) else [None]:
-            if mode == "model":
-                results += bench_model(engine, res, frames)
-            elif mode == "pipeline":
-                results += bench_pipeline(engine, res, frames)
+            label = res or clip.name
+            if mode == "pipeline":  # one row per setting; the naive loop once, beside the first
+                jobs = []
+                for i, (v, o) in enumerate(_variant(b, g) for b in batches for g in graphs):
+                    jobs.append((v, functools.partial(bench_pipeline, engine, res, frames, o, variant=v,
+                                                      with_naive=i == 0)))
+            elif mode == "model":
+                jobs = [("ours", lambda: bench_model(engine, res, frames))]
             elif mode == "e2e":
-                results += bench_e2e(engine, res, frames, clip, codec)
-            elif mode == "scaleout":
-                results += bench_scaleout(engine, res, frames, clip, codec, list(workers), segment_seconds, model,
-                                          weights)
+                jobs = [("ours", lambda: bench_e2e(engine, res, frames, clip, codec))]
             else:
-                raise ValueError(f"unknown mode {mode!r}; use model, pipeline, e2e, scaleout")
-    return {"environment": environment(engine, codec if {"e2e", "scaleout"} & set(modes) else None), "scale": engine.scale,
-            "results": [asdict(r) for r in results]}
+                jobs = [("ours", lambda: bench_scaleout(engine, res, frames, clip, codec, list(workers),
+                                                        segment_seconds, model, weights))]
+            for variant, job in jobs:
+                try:
+                    rows = job()
+                except Exception as e:  # noqa: BLE001 - reported, then the next measurement runs
+                    yield Failure(mode, label, variant, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                    continue
+                yield from rows
 
 
-def speedups(report: dict) -> list[tuple[str, str, float]]:
-    """(mode, resolution, ours fps / naive fps) for each measured pair."""
-    by = {(r["mode"], r["resolution"], r["variant"]): r["fps"] for r in report["results"]}
-    return [(m, res, by[(m, res, "ours")] / by[(m, res, "naive")]) for (m, res, v) in by if v == "ours"
-            and (m, res, "naive") in by]
+MODES = ("model", "pipeline", "e2e", "scaleout")
+
+
+def check_options(modes: list[str], graphs: list[str] = ("auto",)) -> None:
+    """Raise ValueError, before any work, for a mode or graphs setting that does not exist."""
+    for mode in modes:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; use {', '.join(MODES)}")
+    for g in graphs:
+        if g not in ("auto", "on", "off"):
+            raise ValueError(f"unknown graphs setting {g!r}; use auto, on or off")
+
+
+class Report:
+    """What a run has measured so far; `to_dict` is the JSON report at any moment."""
+
+    def __init__(self, engine: Engine, modes: list[str], codec: str):
+        self.environment = environment(engine, codec if {"e2e", "scaleout"} & set(modes) else None)
+        self.scale = engine.scale
+        self.results: list[Result] = []
+        self.failures: list[Failure] = []
+
+    def add(self, item: Result | Failure) -> None:
+        (self.failures if isinstance(item, Failure) else self.results).append(item)
+
+    def to_dict(self, complete: bool = True) -> dict:
+        return {"environment": self.environment, "scale": self.scale, "complete": complete,
+                "results": [asdict(r) for r in self.results], "failures": [asdict(f) for f in self.failures]}
+
+
+def run(engine: Engine, *, modes: list[str], resolutions: list[str], frames: int, clip: Path | None = None,
+        codec: str = "libx264", workers: list[int] = (1, 2), segment_seconds: float = 2.0,
+        model: str | None = None, weights: Path | None = None, batches: list[int] = (0,),
+        graphs: list[str] = ("auto",)) -> dict:
+    """Every measurement of `measure`, as one report."""
+    report = Report(engine, modes, codec)
+    for item in measure(engine, modes=modes, resolutions=resolutions, frames=frames, clip=clip, codec=codec,
+                        workers=workers, segment_seconds=segment_seconds, model=model, weights=weights,
+                        batches=batches, graphs=graphs):
+        report.add(item)
+    return report.to_dict()
+
+
+def speedups(report: dict) -> list[tuple[str, str, str, float]]:
+    """(mode, resolution, variant, its fps / naive fps) for every variant measured beside a naive row."""
+    rows = report["results"]
+    naive = {(r["mode"], r["resolution"]): r["fps"] for r in rows if r["variant"] == "naive"}
+    return [(r["mode"], r["resolution"], r["variant"], r["fps"] / naive[(r["mode"], r["resolution"])])
+            for r in rows if r["variant"] != "naive" and (r["mode"], r["resolution"]) in naive]
 
 
 def write_json(report: dict, path: Path) -> None:
-    path.write_text(json.dumps(report, indent=2))
+    """Atomically: a reader (or a kill) never sees a half-written report."""
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, path)
+
+
+def append_jsonl(record: dict, path: Path) -> None:
+    """One line per row, flushed: what a timeout leaves behind is every finished row."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def summarize_jsonl(path: Path) -> str:
+    """The measurements of one or more `bench --jsonl` runs as a plain-text table, with speed-ups."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    try:
+        records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError) as e:
+        return f"no measurements: {e}"
+    rows = [r for r in records if r.get("kind") == "result"]
+    failures = [r for r in records if r.get("kind") == "failure"]
+    table = Table(title=f"{len(rows)} measurement(s), {len(failures)} failure(s)")
+    for col in ("scale", "device", "prec", "mode", "input", "variant", "fps", "ms med", "ms p95", "peak MB", "x naive"):
+        table.add_column(col, justify="right" if col in ("fps", "ms med", "ms p95", "peak MB", "x naive") else "left")
+    key = lambda r: (r["scale"], r["device"], r["precision"], r["mode"], r["resolution"])  # noqa: E731
+    naive = {key(r): r["fps"] for r in rows if r["variant"] == "naive"}
+    for r in rows:
+        x = naive.get(key(r)) if r["variant"] != "naive" else None
+        table.add_row(f"x{r['scale']}", r["device"], r["precision"], r["mode"], r["resolution"], r["variant"],
+                      f"{r['fps']:.2f}", f"{r['ms_median']:.1f}", f"{r['ms_p95']:.1f}", f"{r['peak_mem_mb']:.0f}",
+                      f"{r['fps'] / x:.2f}" if x else "")
+    for f in failures:
+        table.add_row(f"x{f['scale']}", f["device"], f["precision"], f["mode"], f["resolution"], f["variant"],
+                      "FAILED", "", "", "", "")
+    buf = io.StringIO()
+    Console(file=buf, width=160, highlight=False).print(table)
+    lines = [buf.getvalue().rstrip()] + [f"failed: x{f['scale']} {f['mode']} {f['resolution']} {f['variant']}: "
+                                         f"{f['error']}" for f in failures]
+    return "\n".join(lines)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,7 +21,7 @@ from typer.core import TyperGroup
 
 from .errors import RlfnError
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # no hard wraps in logs
 
 
 class _VideoByDefault(TyperGroup):
@@ -87,7 +89,7 @@ def _on_sigterm(signum, frame):
     raise _Terminated
 
 
-def _run(fn, *args, interrupted: str = "interrupted; nothing written", **kwargs):
+def _run(fn, *args, interrupted: str | Callable[[], str] = "interrupted; nothing written", **kwargs):
     """Call the library; turn its errors, Ctrl-C (130) and SIGTERM (143) into exit codes."""
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -95,7 +97,7 @@ def _run(fn, *args, interrupted: str = "interrupted; nothing written", **kwargs)
     except RlfnError as e:
         _fail(str(e).replace("[", r"\["))
     except KeyboardInterrupt as e:
-        err.print(interrupted, markup=False)
+        err.print(interrupted() if callable(interrupted) else interrupted, markup=False)
         raise typer.Exit(143 if isinstance(e, _Terminated) else 130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -301,17 +303,24 @@ def eval_(
     device: Device = "auto",
     half: Half = False,
     bicubic: Annotated[bool, typer.Option(help="Also score MATLAB-bicubic upscaling.")] = False,
+    round_y: Annotated[bool, typer.Option(help="Round Y to 8 bits before scoring (MATLAB rgb2ycbcr on uint8; "
+                                                "about 0.02-0.09 dB lower than the published tables).")] = False,
 ) -> None:
-    """Y-PSNR / SSIM per image and mean, by the standard SR protocol."""
+    """Y-PSNR / SSIM per image and mean, by the SR literature's protocol.
+
+    SR output rounded to 8 bits; Y of BT.601 studio swing (MATLAB rgb2ycbcr) computed in float from
+    the 8-bit SR and HR, not rounded; SCALE pixels cropped at every border; SSIM on the same Y.
+    Official RLFN checkpoints reproduce the published numbers this way (within 0.01 dB)."""
     from .engine import Engine
     from .evaluate import bicubic_upscaler, evaluate, mean
 
     engine = _run(Engine.from_options, scale=scale, model=model, weights=weights, device=device, half=half)
     out = Console(highlight=False)
     for folder in data:
-        rows = _run(evaluate, engine, folder, scale)
-        base = {s.name: s for s in _run(evaluate, bicubic_upscaler(scale), folder, scale)} if bicubic else {}
-        table = Table(title=f"{folder.name} x{scale} - {engine.name}")
+        rows = _run(evaluate, engine, folder, scale, round_y=round_y)
+        base = {s.name: s for s in _run(evaluate, bicubic_upscaler(scale), folder, scale, round_y=round_y)} \
+            if bicubic else {}
+        table = Table(title=f"{folder.name} x{scale} - {engine.name}" + (" (Y rounded)" if round_y else ""))
         table.add_column("image")
         table.add_column("PSNR (dB)", justify="right")
         table.add_column("SSIM", justify="right")
@@ -340,37 +349,91 @@ def bench(
     device: Device = "auto",
     half: Half = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or bf16 (overrides --half).")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON (rewritten after "
+                                                      "every measurement, so an interrupted run keeps its rows).")] = None,
+    jsonl: Annotated[Optional[Path], typer.Option(help="Append one JSON line per measurement (several runs may "
+                                                  "share one file).")] = None,
+    batch: Annotated[list[int], typer.Option(help="pipeline: frames per model call to measure, 0 = chosen by "
+                                             "the pipeline (repeatable).")] = [0],  # noqa: B006
+    graphs: Annotated[list[str], typer.Option(help="pipeline on CUDA: auto, on or off (CUDA graphs vs eager; "
+                                              "repeatable).")] = ["auto"],  # noqa: B006
     workers: Annotated[list[int], typer.Option(help="scaleout: worker counts to measure (repeatable).")] = [1, 2],  # noqa: B006
     segment: Annotated[float, typer.Option(help="scaleout: segment length in seconds.")] = 2.0,
 ) -> None:
-    """Throughput of the engine against the naive per-frame loop, measured in the same run."""
-    from .bench import parse_resolution, run, speedups, write_json
+    """Throughput of the engine against the naive per-frame loop, measured in the same run.
+
+    Each measurement is printed (and written to --json/--jsonl) as soon as it is made; one that
+    fails is reported and skipped; Ctrl-C or SIGTERM keeps every row already measured."""
+    from .bench import Failure, Report, append_jsonl, check_options, measure, parse_resolution, write_json
     from .engine import Engine
 
-    for r in res:
-        try:
+    try:
+        for r in res:
             parse_resolution(r)
-        except ValueError as e:
-            _fail(str(e))
+        check_options(mode, graphs)
+    except ValueError as e:
+        _fail(str(e))
     engine = _run(Engine.from_options, scale=scale, model=model, weights=weights, device=device, half=half,
                   precision=precision)
-    report = _run(run, engine, modes=mode, resolutions=res, frames=frames, clip=clip, codec=codec, workers=workers,
-                  segment_seconds=segment, model=model, weights=weights)
-    out = Console(highlight=False)
-    env = report["environment"]
-    out.print(" | ".join(f"{k} {v}" for k, v in env.items()))
-    table = Table(title=f"x{report['scale']} throughput")
+    report = Report(engine, mode, codec)
+    out = Console(highlight=False, soft_wrap=True)
+    if not out.is_terminal:
+        out.width = 160  # a log or a pipe: no wrapping at 80 columns
+    out.print(" | ".join(f"{k} {v}" for k, v in report.environment.items()))
+    if jsonl:
+        append_jsonl({"kind": "environment", "scale": report.scale, **report.environment}, jsonl)
+
+    def collect() -> None:
+        for item in measure(engine, modes=mode, resolutions=res, frames=frames, clip=clip, codec=codec,
+                            workers=workers, segment_seconds=segment, model=model, weights=weights,
+                            batches=batch, graphs=graphs):
+            report.add(item)
+            if isinstance(item, Failure):
+                out.print(f"{item.mode} {item.resolution} {item.variant}: FAILED, skipped: {item.error}", markup=False)
+            else:
+                out.print(f"{item.mode} {item.resolution} {item.variant}: {item.fps:.2f} fps (median "
+                          f"{item.ms_median:.1f} ms, p95 {item.ms_p95:.1f} ms, peak {item.peak_mem_mb:.0f} MB)",
+                          markup=False)
+            if json_out:
+                write_json(report.to_dict(complete=False), json_out)
+            if jsonl:
+                row = asdict(item)
+                append_jsonl({"kind": "failure" if isinstance(item, Failure) else "result", "scale": report.scale,
+                              "device": report.environment["device"], "precision": report.environment["precision"],
+                              **row}, jsonl)
+
+    def kept() -> str:
+        where = ", ".join(str(p) for p in (json_out, jsonl) if p)
+        n = len(report.results)
+        return f"interrupted; {n} measurement(s) kept" + (f" in {where}" if where and n else "")
+
+    complete = False
+    try:
+        _run(collect, interrupted=kept)
+        complete = True
+    finally:
+        _bench_summary(out, report.to_dict(complete))
+        if json_out:
+            write_json(report.to_dict(complete), json_out)
+    if report.failures:
+        _fail(f"{len(report.failures)} measurement(s) failed: "
+              + "; ".join(f"{f.mode} {f.resolution} {f.variant}" for f in report.failures))
+
+
+def _bench_summary(out: Console, report: dict) -> None:
+    from .bench import speedups
+
+    table = Table(title=f"x{report['scale']} throughput" + ("" if report["complete"] else " (interrupted)"))
     for col in ("mode", "input", "variant", "fps", "ms median", "ms p95", "peak MB"):
         table.add_column(col, justify="right" if col not in ("mode", "input", "variant") else "left")
     for r in report["results"]:
         table.add_row(r["mode"], r["resolution"], r["variant"], f"{r['fps']:.2f}", f"{r['ms_median']:.1f}",
                       f"{r['ms_p95']:.1f}", f"{r['peak_mem_mb']:.0f}")
+    for f in report["failures"]:
+        table.add_row(f["mode"], f["resolution"], f["variant"], "failed", "-", "-", "-")
     out.print(table)
-    for m, r, x in speedups(report):
-        out.print(f"{m} {r}: {x:.2f}x the naive baseline")
-    if json_out:
-        write_json(report, json_out)
+    for m, r, v, x in speedups(report):
+        out.print(f"{m} {r}{'' if v == 'ours' else f' ({v})'}: {x:.2f}x the naive baseline")
 
 
 @app.command()

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from .colour import _COSITED, ColourSpec, Matrix, _kr_kb, _levels, _subsampled_axes
+from .devices import resolve_device
+from .errors import RlfnError
 
 I64, I32, F32 = "long long", "int", "float"
 _M = tuple((f"m{i}{j}", F32) for i in range(3) for j in range(3)) + (("b0", F32), ("b1", F32), ("b2", F32))
@@ -328,11 +330,16 @@ NVRTC_OPTIONS = ("--fmad=false",)  # no fused multiply-add: rounding as colour.p
 class CudaColour:
     """Compiled kernels of one device, by (plane itemsize, RGB dtype); launches on torch streams."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: str | torch.device):
         import cupy  # deferred: the CPU path never needs CuPy
 
         self._cp = cupy
-        self.device = device
+        # One explicit index for CuPy and torch alike: a bare "cuda" is torch's current device,
+        # while CuPy would take its own current device (see Note [indexed CUDA devices]).
+        self.device = resolve_device(device)
+        if self.device.type != "cuda":
+            raise RlfnError(f"the CuPy colour kernels run on a CUDA device, not {self.device}")
+        self.index: int = self.device.index
         self._modules: dict[tuple[int, torch.dtype], Any] = {}
         self._streams: dict[int, Any] = {}
 
@@ -340,12 +347,10 @@ class CudaColour:
         key = (itemsize, rgb_dtype)
         if key not in self._modules:
             try:
-                with self._cp.cuda.Device(self.device.index or 0):
+                with self._cp.cuda.Device(self.index):
                     module = self._cp.RawModule(code=kernel_source(itemsize, rgb_dtype), options=NVRTC_OPTIONS)
                     module.compile()
             except Exception as e:  # NVRTC missing or refusing: say what failed, keep the cause
-                from .errors import RlfnError
-
                 raise RlfnError(f"CuPy could not build the colour kernels ({type(e).__name__}: {e})") from e
             self._modules[key] = module
         return self._modules[key].get_function(name)
@@ -353,11 +358,13 @@ class CudaColour:
     def stream(self, stream: torch.cuda.Stream) -> Any:
         """CuPy's view of a torch stream (same CUstream), made once per stream."""
         if stream.cuda_stream not in self._streams:
+            if stream.device != self.device:
+                raise RlfnError(f"a stream of {stream.device} cannot run the colour kernels of {self.device}")
             cp = self._cp
             try:
                 wrapped = cp.cuda.Stream.from_external(stream)
             except (AttributeError, TypeError, ValueError):  # torch without the CUDA stream protocol
-                wrapped = cp.cuda.ExternalStream(stream.cuda_stream, self.device.index or 0)
+                wrapped = cp.cuda.ExternalStream(stream.cuda_stream, self.index)
             self._streams[stream.cuda_stream] = wrapped
         return self._streams[stream.cuda_stream]
 
@@ -375,5 +382,5 @@ class Launch:
 
     def __call__(self, stream: torch.cuda.Stream) -> None:
         cp = self._owner._cp
-        with cp.cuda.Device(self._owner.device.index or 0), self._owner.stream(stream):
+        with cp.cuda.Device(self._owner.index), self._owner.stream(stream):
             self._kernel(self.grid, (_BLOCK,), self.args)

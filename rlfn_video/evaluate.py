@@ -1,10 +1,14 @@
 """Super-resolution quality on benchmark sets, by the standard protocol of the SR literature.
 
-Protocol: SR output clamped and rounded to 8 bits; Y of BT.601 studio swing rounded to 8 bits
-(MATLAB `rgb2ycbcr` on uint8); `scale` pixels cropped from every border; PSNR against
-the HR image cropped to LR size x scale; SSIM with an 11x11 Gaussian (sigma 1.5) window. LR
-images come from the set's `LR_bicubic/X{scale}` folder when present, else from the HR by
-MATLAB-compatible bicubic (resize.py).
+Protocol (the one that reproduces the published tables): SR output clamped and rounded to 8 bits;
+Y of BT.601 studio swing (MATLAB `rgb2ycbcr`'s coefficients) computed in float64 from the 8-bit
+SR and HR images and *not* rounded, as the NTIRE/KAIR test scripts do; `scale` pixels cropped
+from every border; PSNR against the HR image cropped to LR size x scale; SSIM on the same Y
+with an 11x11 Gaussian (sigma 1.5) window. LR images come from the set's `LR_bicubic/X{scale}`
+folder when present, else from the HR by MATLAB-compatible bicubic (resize.py).
+
+`round_y=True` rounds Y to 8 bits first (MATLAB `rgb2ycbcr` on uint8 images, as some papers'
+MATLAB scripts do); it scores about 0.02-0.09 dB lower and is never the default.
 """
 
 from __future__ import annotations
@@ -40,8 +44,10 @@ def read_rgb(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1)
 
 
-def y_channel(rgb255: torch.Tensor) -> torch.Tensor:
-    return luma(rgb255 / 255.0, matrix="bt601", full_range=False).round()
+def y_channel(rgb255: torch.Tensor, *, rounded: bool = False) -> torch.Tensor:
+    """Y (16-235 scale) of (3, H, W) RGB in 0-255, float64; `rounded`: to 8-bit codes."""
+    y = luma(rgb255.double() / 255.0, matrix="bt601", full_range=False)
+    return y.round() if rounded else y
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -64,9 +70,9 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
     return m.mean().item()
 
 
-def score(sr255: torch.Tensor, hr255: torch.Tensor, scale: int) -> tuple[float, float]:
+def score(sr255: torch.Tensor, hr255: torch.Tensor, scale: int, *, round_y: bool = False) -> tuple[float, float]:
     """Y-PSNR and SSIM of an 8-bit SR image against its HR, borders of `scale` px cropped."""
-    ys, yh = y_channel(sr255), y_channel(hr255)
+    ys, yh = y_channel(sr255, rounded=round_y), y_channel(hr255, rounded=round_y)
     c = scale
     ys, yh = ys[c:-c, c:-c], yh[c:-c, c:-c]
     return psnr(ys, yh), ssim(ys, yh)
@@ -93,7 +99,7 @@ def bicubic_upscaler(scale: int) -> Upscaler:
     return lambda lr: imresize(lr * 255.0, scale).div(255.0)
 
 
-def evaluate(upscale: Upscaler, data: Path, scale: int) -> list[ImageScore]:
+def evaluate(upscale: Upscaler, data: Path, scale: int, *, round_y: bool = False) -> list[ImageScore]:
     results = []
     for name, hr_path, lr_path in pairs(data, scale):
         hr = read_rgb(hr_path)
@@ -102,7 +108,7 @@ def evaluate(upscale: Upscaler, data: Path, scale: int) -> list[ImageScore]:
         if hr.shape[1:] != (lr.shape[1] * scale, lr.shape[2] * scale):
             raise UnsupportedInputError(f"{name}: LR {tuple(lr.shape[1:])} x{scale} is larger than HR {tuple(hr.shape[1:])}")
         sr = upscale(lr.float() / 255.0).double().clamp(0, 1).mul(255).round().cpu()
-        p, s = score(sr, hr, scale)
+        p, s = score(sr, hr, scale, round_y=round_y)
         results.append(ImageScore(name, p, s))
     return results
 

@@ -46,7 +46,9 @@ def describe(device: Any, decoder: str, encoder: str) -> str:
     """One line: decode and encode paths, with what NVDEC/NVENC offer here."""
     if getattr(device, "type", "cpu") != "cuda":
         return f"decode {decoder} (software), encode {encoder} (software); no CUDA device"
-    gpu = device.index or 0
+    from .devices import resolve_device
+
+    gpu = resolve_device(device).index  # NVENC's `gpu` is the CUDA ordinal; bare "cuda": torch's current GPU
     cuvid = f"{_family(decoder)}_cuvid"
     nvdec = (f"NVDEC in this build ({cuvid}), not used: planes are decoded in software and uploaded"
              if cuvid in av.codecs_available and "cuda" in av.codec.hwaccel.hwdevices_available()

@@ -36,6 +36,7 @@ import torch
 from . import colour_cuda
 from .colour import ColourSpec
 from .colour_cuda import CudaColour, PlaneLayout
+from .devices import resolve_device
 from .errors import RlfnError
 from .pipeline import FramePipeline, PipelineOptions
 
@@ -99,7 +100,7 @@ class CudaPipeline(FramePipeline):
     def __init__(self, engine, spec_in: ColourSpec, spec_out: ColourSpec, *, options: PipelineOptions | None = None):
         self.options = options or PipelineOptions()
         self.engine, self.spec_in, self.spec_out = engine, spec_in, spec_out
-        self.device = engine.device
+        self.device = resolve_device(engine.device)  # indexed: the same GPU for torch, CuPy and graphs
         self.kernels = CudaColour(self.device)
         self.config: CudaConfig | None = None
         self.description = f"{self.device} {engine.precision} (sized on the first frame)"
@@ -107,6 +108,7 @@ class CudaPipeline(FramePipeline):
         self._inflight: collections.deque[_Slot] = collections.deque()
         self._filling: _Slot | None = None
         self._next = 0
+        self._capture_stream: torch.cuda.Stream | None = None  # CUDA graph capture, on self.device
 
     # -- setup, on the first frame ---------------------------------------------------------------
 
@@ -176,10 +178,18 @@ class CudaPipeline(FramePipeline):
         return slot
 
     def _capture(self, rgb: torch.Tensor) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
-        """The model on `rgb` as a CUDA graph, and the graph's (static) output tensor."""
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            out = self.engine.forward(rgb, capturing=True)
+        """The model on `rgb` as a CUDA graph, and the graph's (static) output tensor.
+
+        Captured on this pipeline's own stream of its own device: without `stream=`,
+        `torch.cuda.graph` uses one side stream shared by the whole process and created on
+        whichever device was current the first time, wrong for a second GPU. The device context
+        makes the capture's synchronize, empty_cache and capture_begin act on this GPU too."""
+        with torch.cuda.device(self.device):
+            if self._capture_stream is None:
+                self._capture_stream = torch.cuda.Stream(self.device)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=self._capture_stream, capture_error_mode="thread_local"):
+                out = self.engine.forward(rgb, capturing=True)
         return graph, out
 
     def decode_launch(self, slot: _Slot, count: int) -> colour_cuda.Launch:

@@ -4,7 +4,8 @@
 #   2. vspipe fps of examples/rlfn.vpy, 540p -> x4, with num_streams 1, 2 and 4 (and 4 piped as y4m);
 #   3. the CLI engine's fps on the same card and input size (`rlfn-video bench`, model + pipeline).
 # Usage: bash scripts/gpu_check_vs.sh [FRAMES=120] (run by scripts/gpu_check.sh); results in $OUT (default ./gpu_check_vs).
-# RES=WxH changes the input size (a CPU dry run: FAIL_WITHOUT_CUDA= RES=176x144 ... 4).
+# RES=WxH changes the input size (a CPU dry run: FAIL_WITHOUT_CUDA= RES=176x144 ... 4); VS_TESTS=0
+# skips step 1 (gpu_check.sh runs the CUDA tests itself); JSONL=FILE appends step 3's rows there.
 # Without shipped x4 weights a random RLFN-S x4 checkpoint is used: the speed is the same.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -13,15 +14,21 @@ res="${RES:-960x540}"
 out="${OUT:-gpu_check_vs}"
 mkdir -p "$out"
 py="${PYTHON:-.venv/bin/python}"  # scripts/gpu_check.sh passes the image's python
-export PATH="$(dirname "$(command -v "$py")"):$PATH" FAIL_WITHOUT_CUDA="${FAIL_WITHOUT_CUDA-1}"  # vspipe sits beside it
+# vspipe sits beside python or in its scripts folder (pip --user); vsrlfn and rlfn_video from the checkout.
+scripts_dir=$("$py" -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)
+export PATH="$(dirname "$(command -v "$py")")${scripts_dir:+:$scripts_dir}:$HOME/.local/bin:$PATH"
+export PYTHONPATH="$PWD:$PWD/plugins/vapoursynth${PYTHONPATH:+:$PYTHONPATH}" FAIL_WITHOUT_CUDA="${FAIL_WITHOUT_CUDA-1}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 report="$out/vs_bench.txt"
 : >"$report"
 
 { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"; } | tee -a "$report"
-$py -m pytest tests/test_vapoursynth.py -q -rs 2>&1 | tail -n 20 | tee "$out/vs_tests.txt"
-echo "tests: exit ${PIPESTATUS[0]}" | tee -a "$report"
+status=0
+if [ "${VS_TESTS:-1}" != 0 ]; then
+  $py -m pytest tests/test_vapoursynth.py -q -rs 2>&1 | tail -n 20 | tee "$out/vs_tests.txt"
+  rc=${PIPESTATUS[0]}; echo "tests: exit $rc" | tee -a "$report"; [ "$rc" -eq 0 ] || status=1
+fi
 
 # The source: Big Buck Bunny (shared data) or a synthetic pattern, scaled to $res, H.264, looped to $frames.
 $py - "$work/src.mp4" "$res" "$frames" <<'EOF'
@@ -67,14 +74,21 @@ args=(-a "src=$work/src.mp4" -a scale=4)
 fps() {  # the "Output N frames in S seconds (F fps)" line of vspipe -p
   tr '\r' '\n' | grep -a '^Output' | tail -n 1
 }
+vs_line() {  # vs_line LABEL LINE: report it; a run with no fps line is a failure
+  echo "vspipe $res -> x4, $1: ${2:-FAILED (no fps line; see above)}" | tee -a "$report"
+  [ -n "$2" ] || status=1
+}
+command -v vspipe >/dev/null || { echo "vspipe not found on PATH ($PATH)" | tee -a "$report"; status=1; }
 for streams in 1 2 4; do
-  line=$(vspipe -p examples/rlfn.vpy "${args[@]}" -a "streams=$streams" -- 2>&1 | fps)
-  echo "vspipe $res -> x4, yuv, num_streams=$streams, no output: $line" | tee -a "$report"
+  vs_line "yuv, num_streams=$streams, no output" "$(vspipe -p examples/rlfn.vpy "${args[@]}" -a "streams=$streams" -- 2>&1 | fps)"
 done
-line=$( { vspipe -p -c y4m examples/rlfn.vpy "${args[@]}" -a streams=4 - 2>&1 >/dev/null; } | fps)
-echo "vspipe $res -> x4, yuv, num_streams=4, y4m to /dev/null: $line" | tee -a "$report"
-line=$(vspipe -p examples/rlfn.vpy "${args[@]}" -a streams=2 -a via=rgbh -- 2>&1 | fps)
-echo "vspipe $res -> x4, zimg RGBH, num_streams=2, no output: $line" | tee -a "$report"
+vs_line "yuv, num_streams=4, y4m to /dev/null" \
+  "$( { vspipe -p -c y4m examples/rlfn.vpy "${args[@]}" -a streams=4 - 2>&1 >/dev/null; } | fps)"
+vs_line "zimg RGBH, num_streams=2, no output" \
+  "$(vspipe -p examples/rlfn.vpy "${args[@]}" -a streams=2 -a via=rgbh -- 2>&1 | fps)"
 
-rlfn-video bench --mode model --mode pipeline --res "$res" --scale 4 --frames "$frames" "${weights[@]}" \
-  --json "$out/cli_bench.json" 2>&1 | tee -a "$report"
+# The CLI engine on the same input size, for comparison.
+$py -m rlfn_video.cli bench --mode model --mode pipeline --res "$res" --scale 4 --frames "$frames" "${weights[@]}" \
+  --json "$out/cli_bench.json" ${JSONL:+--jsonl "$JSONL"} 2>&1 | tee -a "$report"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+exit $status

@@ -21,6 +21,18 @@ import torch.nn.functional as F
 SWS_MATRIX = {"bt601": ("ITU601", 6), "bt709": ("ITU709", 1)}
 
 
+GPU_CHECK_SUMMARY = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The GPU check's CPU dry run (tests/test_gpu_check.py): its summary, so CI's log shows the
+    steps, the budget, the file count and every row measured."""
+    summary = config.stash.get(GPU_CHECK_SUMMARY, None)
+    if summary:
+        terminalreporter.section("scripts/gpu_check.sh dry run (DRY_RUN=1, CPU)")
+        terminalreporter.write(summary)
+
+
 def all_devices() -> list:
     """cpu, plus cuda: skipped without a GPU unless FAIL_WITHOUT_CUDA is set (the GPU check)."""
     need = bool(os.environ.get("FAIL_WITHOUT_CUDA"))

@@ -169,12 +169,22 @@ def test_nvrtc_compiles_and_parameters_match(itemsize, dtype):
 # On the GPU (cuda only): the same comparisons through CuPy
 
 
+def launch_on(side: torch.cuda.Stream, launch) -> None:
+    """`launch` on the side stream, ordered after everything already queued on the current stream
+    (the torch ops that made its inputs) and before everything queued there afterwards (the
+    reads of its output, and the allocator's reuse of its tensors' memory once they are freed)."""
+    current = torch.cuda.current_stream(side.device)
+    side.wait_stream(current)
+    launch(side)
+    current.wait_stream(side)
+
+
 @pytest.mark.parametrize("device", [CUDA])
 @pytest.mark.parametrize("depth", [8, 10, 16])
 def test_cuda_kernels_match_colour_py(device, depth):
-    dev = torch.device("cuda")
+    dev = torch.device("cuda", torch.cuda.current_device())  # one index for torch and CuPy
     kernels = colour_cuda.CudaColour(dev)
-    stream = torch.cuda.Stream(dev)
+    side = torch.cuda.Stream(dev)
     h, w = 37, 50
     for matrix, full in itertools.product(MATRICES, (False, True)):
         layouts = LAYOUTS if matrix is not Matrix.RGB else [("444", "left")]
@@ -187,15 +197,14 @@ def test_cuda_kernels_match_colour_py(device, depth):
                 src = torch.from_numpy(host.view(np.uint8)).to(dev)
                 dst = torch.empty(3, 3, h, w, dtype=dtype, device=dev).contiguous(memory_format=torch.channels_last)
                 values = colour_cuda.decode_args(spec, layout, src.data_ptr(), dst, 3)
-                kernels.launcher("planes_to_rgb", layout.itemsize, dtype, values)(stream)
-                stream.synchronize()
+                launch_on(side, kernels.launcher("planes_to_rgb", layout.itemsize, dtype, values))
                 ref = reference_rgb(host, layout, spec, 3)
                 assert torch.allclose(dst.double().cpu(), ref, atol=1e-5 if dtype is torch.float32 else 1e-3), label
             rgb = (torch.rand(3, 3, h, w, device=dev) * 1.2 - 0.1).to(dtype)
             out = torch.zeros(3 * layout.frame * layout.itemsize, dtype=torch.uint8, device=dev)
             values = colour_cuda.encode_args(spec, layout, rgb, out.data_ptr(), 3)
-            kernels.launcher("rgb_to_planes", layout.itemsize, dtype, values)(stream)
-            stream.synchronize()
+            launch_on(side, kernels.launcher("rgb_to_planes", layout.itemsize, dtype, values))
             planes = out.cpu().numpy().view(layout.dtype)
             for k in range(3):
                 check_codes(list(layout.views(planes, k)), reference_planes(rgb[k].cpu(), spec))
+    side.synchronize()

@@ -53,6 +53,41 @@ def test_resume_after_stop_is_bit_identical(tmp_path, image_dir, prefetch):
         assert torch.equal(v, resumed.model.state_dict()[k]), k
 
 
+@pytest.mark.parametrize("amp", [None, "bf16"])
+def test_loss_scaler_only_for_fp16(tmp_path, image_dir, amp):
+    """No scaler outside fp16: bf16 keeps fp32's exponent range. Its checkpoints carry no scaler
+    state, and those without one (older ones too) still resume."""
+    st = Stage(_cfg(image_dir, steps=2), tmp_path / "run", runtime=Runtime(amp=amp, prefetch=0))
+    assert not st.scaler.is_enabled()
+    st.run(max_steps=1)
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert "scaler" not in ck and ck["step"] == 1
+    resumed = Stage(_cfg(image_dir, steps=2), tmp_path / "run", runtime=Runtime(amp=amp, prefetch=0))
+    assert resumed.step == 1 and not resumed.scaler.is_enabled()
+
+
+@pytest.mark.parametrize("amp, message", [("fp16", r"--amp fp16 trains on CUDA only"),
+                                          ("fp8", r"unknown --amp 'fp8'; use bf16 or fp16")])
+def test_unsupported_amp_refused_before_anything_is_written(tmp_path, image_dir, amp, message):
+    with pytest.raises(ValueError, match=message):
+        Stage(_cfg(image_dir), tmp_path / "run", runtime=Runtime(device="cpu", amp=amp))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_cuda_fp16_scaler_state_is_checkpointed_and_resumed(tmp_path, image_dir):
+    rt = Runtime(device="cuda", amp="fp16", prefetch=0)
+    st = Stage(_cfg(image_dir, steps=3), tmp_path / "run", runtime=rt)
+    assert st.scaler.is_enabled()
+    st.run(max_steps=2)
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ck["scaler"]["scale"] == st.scaler.get_scale() > 0
+    resumed = Stage(_cfg(image_dir, steps=3), tmp_path / "run", runtime=rt)
+    assert resumed.step == 2 and resumed.scaler.state_dict() == st.scaler.state_dict()
+    resumed.run()
+    assert resumed.step == 3 and all(torch.isfinite(v).all() for v in resumed.model.state_dict().values())
+
+
 def test_resume_refuses_changed_config(tmp_path, image_dir):
     Stage(_cfg(image_dir), tmp_path / "run").run(max_steps=1)
     with pytest.raises(ValueError, match="different config"):

@@ -8,11 +8,13 @@ frames differ and little is clamped). Clips are tiny and short: the whole file r
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ import vsrlfn  # noqa: E402
 from rlfn_video import colour, media  # noqa: E402
 from rlfn_video.colour import ColourSpec, Matrix  # noqa: E402
 from rlfn_video.engine import Engine  # noqa: E402
-from rlfn_video.models import RLFN, arch_for, save_checkpoint, zoo  # noqa: E402
+from rlfn_video.models import RLFN, arch_for, load_model, save_checkpoint, zoo  # noqa: E402
 
 from .conftest import pattern  # noqa: E402
 from .shared import VIDEOS, needs_videos  # noqa: E402
@@ -209,24 +211,113 @@ YUV_CASES = {  # format, frame props, the ColourSpec they mean
 }
 
 
-@pytest.mark.parametrize("case", YUV_CASES)
-def test_yuv_input(weights, device, case):
+_ACTIVATIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def rounding_step(dtype: torch.dtype) -> float:
+    """Spacing of `dtype`'s values in [0.5, 1): one rounding step of R'G'B' near white. fp16 keeps
+    11 significant bits: 2^-11, i.e. 32 codes of 65535 at 16 bits, 1/8 code at 8 bits."""
+    return torch.finfo(dtype).eps / 2
+
+
+def code_tolerance(dtype: torch.dtype, bits: int, steps: int) -> int:
+    """How many codes apart two `bits`-deep outputs may land when the R'G'B' they were quantised
+    from differ by `steps` rounding steps of `dtype`: a matrix row weighs R', G', B' with absolute
+    sum 1 (Y' and Pb/Pr alike; chroma filters average), no range spans more than 2^bits - 1 codes,
+    and the final rounding to codes adds one."""
+    return math.floor(steps * rounding_step(dtype) * (2**bits - 1)) + 1
+
+
+def yuv_clip(case: str) -> tuple[vs.VideoNode, dict, ColourSpec]:
+    """The case's clip with its frame props, the props, and the ColourSpec they mean."""
     fmt, props, spec = YUV_CASES[case]
     clip = core.resize.Bicubic(rgb_clip(), format=fmt, matrix_s="709")
     clip = core.std.RemoveFrameProps(clip, ["_Matrix", "_Range", "_ChromaLocation"]).std.SetFrameProps(**props)
-    out = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device)
-    assert (out.format.id, out.width, out.height) == (fmt, 80, 64)
-    bits = clip.format.bits_per_sample
     sub = {(1, 1): "420", (1, 0): "422", (0, 0): "444"}[clip.format.subsampling_w, clip.format.subsampling_h]
-    spec = ColourSpec(**spec, bit_depth=bits, subsampling=sub)
+    return clip, props, ColourSpec(**spec, bit_depth=clip.format.bits_per_sample, subsampling=sub)
+
+
+def assert_yuv_frames_match(out: vs.VideoNode, clip: vs.VideoNode, spec: ColourSpec, engine: Engine,
+                            monkeypatch, frames: int = 2) -> list[vs.VideoFrame]:
+    """rlfn's YUV frames against colour.py with `spec`, step by step on what the model itself was
+    given and gave back (an Engine.forward spy), tightly: R'G'B' within one rounding of the model's
+    input dtype, planes within 1 code of the model's own output; and end to end against `engine`
+    on colour.py's R'G'B', within 8 rounding steps of the model's precision (code_tolerance): the
+    kernels' fp16 input may round a value one step the other way than torch's, and the model carries
+    that on (about one step, ~30 codes, at 16 bits). A wrong matrix or range is off by far more."""
+    bits = spec.bit_depth
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []  # (model input, model output) of each forward
+    forward = Engine.forward
+
+    def spy(self, x, **kwargs):
+        y = forward(self, x, **kwargs)
+        seen.append((x.cpu().clone(), y.cpu().clone()))  # copies on the current stream: after decode and model
+        return y
+
+    monkeypatch.setattr(Engine, "forward", spy)
+    done = []
+    try:
+        for n in range(frames):
+            src = [torch.from_numpy(p.astype(np.int32)) for p in planes(clip.get_frame(n))]
+            seen.clear()
+            frame = out.get_frame(n)
+            got = planes(frame)
+            assert len(seen) == 1, "one forward per frame"
+            x, y = seen[0]
+            assert x.shape == (1, 3, clip.height, clip.width) and x.dtype == engine.dtype
+            rgb = colour.planes_to_rgb(src, spec, dtype=torch.float64)
+            assert (x[0].double() - rgb).abs().max().item() <= max(rounding_step(x.dtype), 1e-5), "planes -> RGB"
+            assert_close_int(got, [p.numpy() for p in colour.rgb_to_planes(y[0].float(), spec)], tol=1)
+            want = colour.rgb_to_planes(engine(colour.planes_to_rgb(src, spec)), spec)
+            assert_close_int(got, [w.cpu().numpy() for w in want],
+                             tol=code_tolerance(_ACTIVATIONS[engine.precision], bits, steps=8))
+            done.append(frame)
+    finally:
+        monkeypatch.setattr(Engine, "forward", forward)
+    return done
+
+
+@pytest.mark.parametrize("case", YUV_CASES)
+def test_yuv_input(weights, device, case, monkeypatch):
+    """YUV in, YUV out, against colour.py with the spec the frame props mean (on CUDA: the kernel
+    path, planes -> RGB at the engine's fp16 -> model -> planes)."""
+    clip, props, spec = yuv_clip(case)
+    out = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device)
+    assert (out.format.id, out.width, out.height) == (clip.format.id, 80, 64)
     engine = engine_for(weights, device, half=None)
-    for n in range(2):
-        src = [torch.from_numpy(p.astype(np.int32)) for p in planes(clip.get_frame(n))]
-        want = colour.rgb_to_planes(engine(colour.planes_to_rgb(src, spec)), spec)
-        frame = out.get_frame(n)
-        assert_close_int(planes(frame), [w.cpu().numpy() for w in want], tol=1 if bits == 8 else 4)
+    for frame in assert_yuv_frames_match(out, clip, spec, engine, monkeypatch):
         assert frame.props["_Matrix"] == (6 if props["_Matrix"] == 2 else props["_Matrix"])  # untagged: as used
         assert frame.props["_Range"] == props.get("_Range", 0)
+
+
+@pytest.mark.parametrize("case", ["444P16-2020", "422P10-601-full", "420P8-709-limited"])
+def test_fp16_kernel_path_within_the_tolerance_and_a_wrong_matrix_is_not(weights, host_kernels, monkeypatch, case):
+    """test_yuv_input's CUDA case on the CPU: the kernels' host build around an fp16 engine. Its
+    tolerances hold; the same checks with another matrix than the frames' fail."""
+    from . import host_kernels as host
+
+    def fp16_engine(weights, scale, model, dev, half, tile, tile_pad):
+        return Engine(load_model(scale=scale, model=model, weights=weights), device="cpu", precision="fp16")
+
+    monkeypatch.setattr(vsrlfn, "_cuda_kernels", lambda dev: host.HostColour(host_kernels))
+    monkeypatch.setattr(vsrlfn, "_engine", fp16_engine)
+    clip, _, spec = yuv_clip(case)
+    out = vsrlfn.rlfn(clip, scale=2, weights=weights, device="cpu")
+    engine = fp16_engine(weights, 2, "rlfn_s", None, None, None, None)
+    assert_yuv_frames_match(out, clip, spec, engine, monkeypatch, frames=1)
+    wrong = replace(spec, matrix=Matrix.BT601 if spec.matrix is not Matrix.BT601 else Matrix.BT709)
+    out = vsrlfn.rlfn(clip, scale=2, weights=weights, device="cpu")  # a new node: frame 0 runs again
+    with pytest.raises(AssertionError, match="planes -> RGB"):
+        assert_yuv_frames_match(out, clip, wrong, engine, monkeypatch, frames=1)
+
+
+def test_code_tolerance_is_in_codes_of_the_output():
+    assert code_tolerance(torch.float16, 16, steps=1) == 31 + 1  # 65535 / 2048 = 31.99 codes, then rounding
+    assert code_tolerance(torch.float16, 16, steps=8) == 255 + 1
+    assert code_tolerance(torch.float16, 10, steps=8) == 3 + 1
+    assert code_tolerance(torch.float16, 8, steps=8) == 0 + 1  # 8 steps of 1/8 code stay below one code
+    assert code_tolerance(torch.float32, 16, steps=8) == 1
+    assert code_tolerance(torch.bfloat16, 8, steps=1) == 1  # 255 / 256
 
 
 @pytest.mark.parametrize("case", YUV_CASES)
@@ -286,7 +377,10 @@ WRONG = [  # clip, keyword arguments, what the message must say
     ("rgbs", {"weights": "/no/such/file.pth"}, r"weights file '/no/such/file.pth' not found"),
     ("rgbs", {"num_streams": 0}, r"num_streams must be an integer >= 1"),
     ("rgbs", {"tile": [16, 8]}, r'tile must be "auto", None or a positive integer'),
-    ("rgbs", {"device": "cuda:7"}, r"cuda:7 requested but"),
+    ("rgbs", {"device": "cuda:7"}, r"device 'cuda:7' requested but"),
+    ("rgbs", {"device": "tpu"}, r"unknown device 'tpu'; use auto, cpu, cuda or cuda:N"),
+    ("rgbs", {"device": None, "device_index": -1}, r"device_index must be a GPU number >= 0"),
+    ("rgbs", {"device": "meta"}, r"unsupported device 'meta'; use auto, cpu, cuda or cuda:N"),
     ("rgbs", {"device": "cpu", "device_index": 0}, r"pass device_index or device, not both"),
     ("none", {}, r"clip must be a video clip"),
 ]
@@ -302,6 +396,26 @@ CLIPS = {
 def test_wrong_input_says_how_to_fix(weights, name, kwargs, message):
     with pytest.raises(vs.Error, match=r"^vsrlfn: " + message):
         vsrlfn.rlfn(CLIPS[name](), **{"scale": 2, "weights": weights, "device": "cpu", **kwargs})
+
+
+def test_device_choice_follows_resolve_device(monkeypatch):
+    """The filter's device_index/device mean what the CLI's --device means: indexed, and a bare
+    "cuda" or no choice is torch's current GPU (faked here: 3 GPUs, GPU 2 current)."""
+    from rlfn_video.devices import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    cuda = torch.device("cuda", 2)
+    assert vsrlfn._device(None, None) == vsrlfn._device(None, "cuda") == resolve_device("auto") == cuda
+    assert vsrlfn._device(1, None) == vsrlfn._device(None, "cuda:1") == torch.device("cuda", 1)
+    assert vsrlfn._device(None, "cpu") == torch.device("cpu")
+    with pytest.raises(vs.Error, match=r"^vsrlfn: device 'cuda:3' requested but only 3 GPU\(s\) are visible$"):
+        vsrlfn._device(3, None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert vsrlfn._device(None, None) == torch.device("cpu")
+    with pytest.raises(vs.Error, match=r'sees no CUDA GPU; leave device_index unset or pass device="cpu"$'):
+        vsrlfn._device(0, None)
 
 
 def test_missing_embedded_weights_name_the_parameter(monkeypatch, tmp_path):

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import torch
 import typer
 
-from .trainer import Runtime, Stage, StageConfig
+from .trainer import Runtime, Stage, StageConfig, check_amp
 
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
 
@@ -24,6 +24,10 @@ Prefetch = Annotated[int, typer.Option(help="Batches a worker thread prepares ah
 
 def _runtime(threads: int, device: str, amp: str | None, channels_last: bool, compile: bool, prefetch: int) -> Runtime:
     """Apply the thread count and bundle the rest: the one place the runtime options land."""
+    try:
+        check_amp(amp, torch.device(device))
+    except (ValueError, RuntimeError) as e:
+        raise typer.BadParameter(str(e), param_hint="--amp / --device") from None
     if threads:
         torch.set_num_threads(threads)
     return Runtime(device, amp, channels_last, compile, prefetch)
@@ -139,6 +143,19 @@ def export_cmd(
 
     meta = export(runs, out, device_note=device_note)
     typer.echo(f"{out}: {meta['steps']} steps, {meta['minutes']} min, {meta['eval']}")
+
+
+@app.command("rescore")
+def rescore_cmd(
+    weights: Annotated[Optional[list[Path]], typer.Argument(help="Weights files (default: every shipped one).")] = None,
+) -> None:
+    """Re-score weights on Set5/Set14 by today's `rlfn-video eval` protocol and store the scores in them."""
+    from rlfn_video.models.zoo import available
+
+    from .export import rescore
+
+    for path in weights or available():
+        typer.echo(f"{path}: {rescore(path)}")
 
 
 @app.command()

@@ -29,12 +29,26 @@ def score_sets(engine: Engine, scale: int, sets: list[Path]) -> dict:
     return out
 
 
+def _history(init: str | None) -> tuple[list[dict], list[str]]:
+    """Stages and data behind a warm start from one of our weights files (empty for a run's last.pt)."""
+    if not init or not Path(init).is_file() or Path(init).suffix != ".pth":
+        return [], []
+    try:
+        meta = read_checkpoint(init).meta
+    except Exception:  # an official checkpoint or a foreign file: no history to carry
+        return [], []
+    return list(meta.get("stages", [])), list(meta.get("training_data", []))
+
+
 def export(run_dirs: list[Path], out: Path, *, device_note: str | None = None) -> dict:
-    """Weights of the last run; metadata summing up every stage that led to them."""
-    stages = []
+    """Weights of the last run; metadata summing up every stage that led to them (including the
+    history stored in a shipped weights file the first run warm-started from)."""
+    stages, inherited_data = None, []
     for run in run_dirs:
         ck = torch.load(Path(run) / "last.pt", map_location="cpu", weights_only=True)
         cfg = ck["config"]
+        if stages is None:
+            stages, inherited_data = _history(cfg.get("init"))
         stages.append({"run": f"{Path(run).parent.name}/{Path(run).name}", "loss": cfg.get("loss", "l1"),
                        "prune_to": cfg.get("prune_to"), "steps": ck["step"], "minutes": round(ck["elapsed"] / 60, 1),
                        "patch": cfg["patch"], "batch": cfg["batch"], "lr": cfg["lr"], "init": cfg["init"],
@@ -44,7 +58,7 @@ def export(run_dirs: list[Path], out: Path, *, device_note: str | None = None) -
     desc = ModelDescriptor(net, value_range=1.0, name=f"{variant_name(net.arch) or 'rlfn-custom'}_x{net.arch.scale}")
     scores = score_sets(Engine(desc, device="cpu", half=False), net.arch.scale, [BENCHMARKS / "Set5", BENCHMARKS / "Set14"])
     meta = {
-        "training_data": sorted({d for s in stages for d in s["data"]}),
+        "training_data": sorted({d for s in stages for d in s["data"]} | set(inherited_data)),
         "steps": sum(s["steps"] for s in stages),
         "minutes": round(sum(s["minutes"] for s in stages), 1),
         "stages": stages,
@@ -53,3 +67,17 @@ def export(run_dirs: list[Path], out: Path, *, device_note: str | None = None) -
     save_checkpoint(out, net, value_range=1.0, meta=meta)
     read_checkpoint(out)  # round trip: what we ship must load
     return meta
+
+
+def rescore(path: Path) -> dict:
+    """Re-evaluate shipped weights by today's protocol and rewrite the scores in their metadata
+    (tensors and the rest of the metadata unchanged). Returns {set: {psnr, ssim}}."""
+    ck = read_checkpoint(path)
+    net = RLFN(ck.arch)
+    net.load_state_dict(ck.state_dict)
+    desc = ModelDescriptor(net, value_range=ck.value_range, name=Path(path).stem)
+    scores = score_sets(Engine(desc, device="cpu", half=False), ck.arch.scale, [BENCHMARKS / "Set5", BENCHMARKS / "Set14"])
+    meta = {k: v for k, v in ck.meta.items() if k not in ("value_range", "variant")}
+    save_checkpoint(path, net, value_range=ck.value_range, meta={**meta, "eval": scores})
+    read_checkpoint(path)
+    return scores

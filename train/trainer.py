@@ -1,8 +1,9 @@
 """One training stage: a loss, Adam with a cosine schedule, checkpoints that resume bit-exactly.
 
-The run directory holds `last.pt` (weights, optimizer, scheduler, step, generator state,
-config) and `log.jsonl`. Starting a stage whose `last.pt` exists resumes it; a different
-config is refused so a resumed run is always the run that was started.
+The run directory holds `last.pt` (weights, optimizer, scheduler, the loss scaler under
+`--amp fp16`, step, generator state, config) and `log.jsonl`. Starting a stage whose `last.pt`
+exists resumes it; a different config is refused so a resumed run is always the run that was
+started.
 
 `StageConfig` is what defines the result; `Runtime` is how fast it gets there (device, mixed
 precision, channels_last, torch.compile, prefetching) and may change between resumes.
@@ -49,13 +50,27 @@ class StageConfig:
     log_every: int = 50
 
 
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 @dataclass
 class Runtime:
     device: str = "cpu"
-    amp: str | None = None  # "bf16" or "fp16" autocast (CUDA); None: fp32
+    amp: str | None = None  # "bf16" (CPU or CUDA) or "fp16" (CUDA, with a GradScaler) autocast; None: fp32
     channels_last: bool = False
     compile: bool = False
     prefetch: int = 2  # batches drawn ahead by a worker thread; 0: draw in the training loop
+
+
+def check_amp(amp: str | None, device: torch.device) -> None:
+    """Refuse mixed-precision modes this trainer does not support, before anything is loaded."""
+    if amp is None:
+        return
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"unknown --amp {amp!r}; use bf16 or fp16 (CUDA only), or leave it out for fp32")
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError(f"--amp fp16 trains on CUDA only (fp16 autocast on {device.type} is not a supported "
+                         f"training mode here); use --amp bf16 or leave --amp out for fp32")
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -132,6 +147,7 @@ class Stage:
         self.config = config
         self.rt = runtime or Runtime()
         self.device = torch.device(self.rt.device)
+        check_amp(self.rt.amp, self.device)
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         c = config
@@ -150,6 +166,9 @@ class Stage:
                                  contrastive_weight=c.contrastive_weight)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=c.lr, betas=(0.9, 0.99))
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=c.steps, eta_min=c.lr_min)
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none.
+        # Disabled, the scaler passes the loss through and steps the optimizer as it is.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.rt.amp == "fp16")
         self.gen = torch.Generator().manual_seed(c.seed)
         self.step = 0
         self.elapsed = 0.0
@@ -171,6 +190,8 @@ class Stage:
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
+        if self.scaler.is_enabled() and ck.get("scaler"):  # older checkpoints and non-fp16 runs have none
+            self.scaler.load_state_dict(ck["scaler"])
         self.gen.set_state(ck["rng"])
         self.step = ck["step"]
         self.elapsed = ck["elapsed"]
@@ -182,6 +203,7 @@ class Stage:
                 "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
                 "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(),
+                **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}),
                 "rng": self.gen.get_state() if rng_state is None else rng_state,
                 "step": self.step,
                 "elapsed": self.elapsed,
@@ -195,7 +217,7 @@ class Stage:
             f.write(json.dumps(record) + "\n")
 
     def _autocast(self):
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.rt.amp or "")
+        dtype = AMP_DTYPES.get(self.rt.amp or "")
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
     def train_step(self, lr_img: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
@@ -207,8 +229,9 @@ class Stage:
             sr = self.forward(lr_img)
         loss = self.loss_fn(sr.float(), hr, neg)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        self.scaler.scale(loss).backward()  # fp16: scaled so small gradients survive; else the loss as is
+        self.scaler.step(self.opt)  # fp16: unscales, and skips the step if a gradient overflowed
+        self.scaler.update()
         self.sched.step()
         return loss.detach()
 

@@ -23,6 +23,7 @@ import vapoursynth as vs
 
 from rlfn_video import colour, colour_cuda
 from rlfn_video.colour_cuda import CudaColour, PlaneLayout
+from rlfn_video.devices import resolve_device
 from rlfn_video.engine import Engine
 from rlfn_video.errors import CheckpointError, RlfnError
 from rlfn_video.models import SCALES, load_model
@@ -59,7 +60,8 @@ def rlfn(
     :param scale: 2, 3 or 4. None takes it from the ``weights`` file.
     :param model: ``rlfn_s`` (default), ``rlfn`` or ``rlfn_ntire``. None takes it from ``weights``.
     :param weights: checkpoint path (ours or an official RLFN one); None uses the embedded weights.
-    :param device_index: CUDA device number; None: GPU 0 when torch sees one, else the CPU.
+    :param device_index: CUDA device number; None (and ``device`` None): torch's current GPU (0 unless
+        ``torch.cuda.set_device`` chose another) when torch sees one, else the CPU.
     :param num_streams: frames in flight at once: CUDA streams (each with its own pinned host
         buffers) on a GPU, concurrent callbacks on the CPU. Set ``core.num_threads`` at least as high.
     :param tile: ``"auto"`` (default): whole frames, tiles only when a frame's activations do not
@@ -67,7 +69,7 @@ def rlfn(
         multiple of 6, ESA's stride); None: never tile. Tiles stay within 45 dB of whole frames.
     :param tile_pad: input pixels of overlap around each tile (rounded up to a multiple of 6),
         cropped after upscaling.
-    :param device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``, instead of ``device_index``.
+    :param device: ``"cpu"``, ``"cuda"`` (torch's current GPU) or ``"cuda:N"``, instead of ``device_index``.
 
     Output: ``scale`` times the size; every frame property copied (untagged YUV also gets the
     ``_Matrix``/``_Range`` it was converted with); values clamped to the format's range.
@@ -156,26 +158,20 @@ def _check_tile(tile: int | str | None, pad: int) -> None:
 
 
 def _device(index: int | None, spec: str | None) -> torch.device:
+    """`device_index` or `device` -> an indexed torch.device, by the same rules as the CLI's
+    `resolve_device` (a bare "cuda" or no choice at all: torch's current GPU, with its index)."""
     if spec is not None and index is not None:
         raise vs.Error("vsrlfn: pass device_index or device, not both")
-    if spec is None:
-        if index is None:
-            return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    if index is not None:
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise vs.Error(f"vsrlfn: device_index must be a GPU number >= 0, not {index!r}")
         spec = f"cuda:{index}"
+    if spec is not None and not isinstance(spec, (str, torch.device)):
+        raise vs.Error(f'vsrlfn: device must be a string ("cpu", "cuda" or "cuda:N"), not {spec!r}')
     try:
-        dev = torch.device(spec)
-    except (RuntimeError, TypeError):
-        raise vs.Error(f'vsrlfn: unknown device {spec!r}; use device="cpu", "cuda" or "cuda:N"') from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise vs.Error(f"vsrlfn: {spec} requested but torch sees no CUDA GPU; leave device_index unset "
-                           f'or pass device="cpu"')
-        if (dev.index or 0) >= torch.cuda.device_count():
-            raise vs.Error(f"vsrlfn: {spec} requested but only {torch.cuda.device_count()} GPU(s) are visible")
-        return torch.device("cuda", dev.index or 0)
-    if dev.type != "cpu":
-        raise vs.Error(f'vsrlfn: unsupported device {spec!r}; use device="cpu", "cuda" or "cuda:N"')
-    return dev
+        return resolve_device(spec or "auto", advice='leave device_index unset or pass device="cpu"')
+    except RlfnError as e:
+        raise vs.Error(f"vsrlfn: {e}") from None
 
 
 def _engine(weights, scale: int | None, model: str | None, dev: torch.device, half: bool | None,
