@@ -105,6 +105,8 @@ def bench(
     batch: int = 16,
     steps: Annotated[int, typer.Option(help="Timed steps (after 3 warm-up steps).")] = 20,
     data: Annotated[Optional[list[Path]], typer.Option(help="Image folder(s); default: synthetic images.")] = None,
+    degrade: Annotated[Optional[Path], typer.Option(help="Take the [degrade] table of this recipe (degraded "
+                                                    "data; the cache build is timed apart).")] = None,
     threads: Threads = 0,
     device: Device = "cpu",
     amp: Amp = None,
@@ -120,10 +122,20 @@ def bench(
     if not data:
         g = torch.Generator().manual_seed(0)
         images = [torch.randint(0, 256, (3, 480, 640), dtype=torch.uint8, generator=g) for _ in range(8)]
+    table = None
+    if degrade:
+        import tomllib
+
+        table = tomllib.loads(degrade.read_text()).get("degrade")
+        if not table:
+            raise typer.BadParameter(f"{degrade} has no [degrade] table", param_hint="--degrade")
     cfg = StageConfig(model=model, scale=scale, data=[str(d) for d in data or []], patch=patch, batch=batch,
-                      steps=steps + 3, log_every=steps + 3, checkpoint_every=10**9)
+                      steps=steps + 3, log_every=steps + 3, checkpoint_every=10**9, degrade=table)
     with tempfile.TemporaryDirectory() as tmp:
         st = Stage(cfg, Path(tmp), runtime=runtime, images=images)
+        if table:
+            typer.echo(f"degraded cache: {len(st.sampler.lr)} crops in {st.sampler.build_seconds:.1f} s, "
+                       f"{st.sampler.cache_mib:.0f} MiB, steps {st.sampler.counts}")
         st.run(max_steps=3)
         recs = []
         st.run(on_log=recs.append)

@@ -26,6 +26,7 @@ from rlfn_video.models.rlfn import RLFN, arch_for
 from rlfn_video.resize import imresize
 
 from .data import PatchSampler, load_images
+from .degrade import DegradedSampler, Degradation
 from .losses import make_loss
 from .prune import prune
 
@@ -46,6 +47,7 @@ class StageConfig:
     contrastive_channels: int = 64  # width of the contrastive loss's frozen extractor
     contrastive_weight: float = 1.0  # L1 + w x CL; 1 is the paper's 255 (L1 in 0-255 units), see losses.py
     prune_to: list[int] | None = None  # [channels, mid_channels]: prune the init weights first (prune.py)
+    degrade: dict | None = None  # a recipe's [degrade] table (degrade.py); None: clean MATLAB-bicubic LR
     checkpoint_every: int = 200
     log_every: int = 50
 
@@ -175,8 +177,12 @@ class Stage:
         if images is None:
             images = load_images([Path(d) for d in c.data], min_size=c.patch * c.scale)
         # On a GPU the whole set stays resident there: crops, flips and the bicubic LR run on it.
-        images = [im.to(self.device) for im in images]
-        self.sampler = PatchSampler(images, c.patch, c.scale, c.batch)
+        if c.degrade:  # encoders run on the CPU: the cache is made there, then kept on the device
+            self.sampler = DegradedSampler(images, c.patch, c.scale, c.batch, Degradation.from_dict(c.degrade),
+                                           seed=c.seed, device=self.device, log=self._log)
+        else:
+            images = [im.to(self.device) for im in images]
+            self.sampler = PatchSampler(images, c.patch, c.scale, c.batch)
         self.ckpt_path = self.run_dir / "last.pt"
         if self.ckpt_path.exists():
             self._resume()
