@@ -240,3 +240,30 @@ def test_gpu_train_script_dry_run_on_cpu(tmp_path):
     assert "it/s ->" in (tmp_path / "bench.txt").read_text()
     ck = torch.load(tmp_path / "last.pt", map_location="cpu", weights_only=True)
     assert ck["step"] >= 10 and ck["config"]["init"].endswith("rlfn_s_x2.pth")
+
+
+def test_ema_is_an_average_resumes_bit_exactly_and_export_ships_the_better(tmp_path, image_dir):
+    from train.export import _mean_psnr, export
+
+    whole = Stage(_cfg(image_dir, steps=5, ema=0.5), tmp_path / "whole")
+    start = [p.detach().clone() for p in whole.model.parameters()]
+    whole.run()
+    raw = list(whole.model.parameters())
+    # an average of the path: different from the last weights, and between start and end on average
+    assert all(not torch.equal(e, p) for e, p in zip(whole.ema, raw))
+    assert sum((e - p).abs().sum() for e, p in zip(whole.ema, raw)) < sum((s - p).abs().sum() for s, p in zip(start, raw))
+    part = Stage(_cfg(image_dir, steps=5, ema=0.5), tmp_path / "part")
+    part.run(max_steps=2)
+    resumed = Stage(_cfg(image_dir, steps=5, ema=0.5), tmp_path / "part")
+    resumed.run()
+    assert all(torch.equal(a, b) for a, b in zip(whole.ema, resumed.ema))
+    ck = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
+    assert set(ck["ema"]) == set(ck["model"])
+    meta = export([tmp_path / "whole"], tmp_path / "w.pth")
+    choice = meta["ema"]
+    assert choice["decay"] == 0.5 and {choice["shipped"]} <= {"ema", "raw"}
+    best = max(("ema", "raw"), key=lambda k: _mean_psnr(choice[k]))
+    assert choice["shipped"] == best and meta["eval"] == choice[best]
+    shipped = load_model(scale=2, model="rlfn_s", weights=tmp_path / "w.pth").net.state_dict()
+    source = ck["ema"] if best == "ema" else ck["model"]
+    assert all(torch.equal(shipped[k], source[k].float()) for k in shipped)

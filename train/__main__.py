@@ -58,6 +58,8 @@ def stage(
     contrastive_weight: Annotated[float, typer.Option(help="l1+contrastive: weight of the contrastive term "
                                                      "(1 = the paper's 255 with L1 in 0-255 units).")] = 1.0,
     contrastive_channels: Annotated[int, typer.Option(help="l1+contrastive: width of the frozen extractor.")] = 64,
+    ema: Annotated[float, typer.Option(help="Decay of an EMA of the weights (e.g. 0.999; 0: none); export "
+                                       "ships it when it scores higher.")] = 0.0,
     threads: Threads = 0,
     device: Device = "cpu",
     amp: Amp = None,
@@ -70,7 +72,7 @@ def stage(
     cfg = StageConfig(model=model, scale=scale, data=[str(d) for d in data], patch=patch, batch=batch,
                       steps=steps, lr=lr, seed=seed, init=str(init) if init else None, loss=loss,
                       prune_to=[int(v) for v in prune_to.split(",")] if prune_to else None,
-                      contrastive_weight=contrastive_weight, contrastive_channels=contrastive_channels)
+                      contrastive_weight=contrastive_weight, contrastive_channels=contrastive_channels, ema=ema)
     st = Stage(cfg, run_dir, runtime=runtime)
     if st.skipped:
         typer.echo(f"warm start: kept initial values for {', '.join(st.skipped)}", err=True)

@@ -40,6 +40,15 @@ def _history(init: str | None) -> tuple[list[dict], list[str]]:
     return list(meta.get("stages", [])), list(meta.get("training_data", []))
 
 
+def _scores(net: RLFN) -> dict:
+    desc = ModelDescriptor(net, value_range=1.0, name=f"{variant_name(net.arch) or 'rlfn-custom'}_x{net.arch.scale}")
+    return score_sets(Engine(desc, device="cpu", half=False), net.arch.scale, [BENCHMARKS / "Set5", BENCHMARKS / "Set14"])
+
+
+def _mean_psnr(scores: dict) -> float:
+    return sum(v["psnr"] for v in scores.values()) / max(1, len(scores))
+
+
 def export(run_dirs: list[Path], out: Path, *, device_note: str | None = None) -> dict:
     """Weights of the last run; metadata summing up every stage that led to them (including the
     history stored in a shipped weights file the first run warm-started from)."""
@@ -52,17 +61,28 @@ def export(run_dirs: list[Path], out: Path, *, device_note: str | None = None) -
         stages.append({"run": f"{Path(run).parent.name}/{Path(run).name}", "loss": cfg.get("loss", "l1"),
                        "prune_to": cfg.get("prune_to"), "steps": ck["step"], "minutes": round(ck["elapsed"] / 60, 1),
                        "patch": cfg["patch"], "batch": cfg["batch"], "lr": cfg["lr"], "init": cfg["init"],
-                       "data": [Path(d).name for d in cfg["data"]], "device": device_note or machine()})
+                       "data": [Path(d).name for d in cfg["data"]], "device": device_note or machine(),
+                       **({"degrade": cfg["degrade"]} if cfg.get("degrade") else {})})
     net = RLFN(detect_arch(ck["model"]))  # the width of the last stage (it may be pruned)
     net.load_state_dict(ck["model"])
-    desc = ModelDescriptor(net, value_range=1.0, name=f"{variant_name(net.arch) or 'rlfn-custom'}_x{net.arch.scale}")
-    scores = score_sets(Engine(desc, device="cpu", half=False), net.arch.scale, [BENCHMARKS / "Set5", BENCHMARKS / "Set14"])
+    scores = _scores(net)
+    choice = None
+    if ck.get("ema"):  # the EMA of the weights ships when it scores higher on Set5 + Set14
+        ema = RLFN(detect_arch(ck["ema"]))
+        ema.load_state_dict(ck["ema"])
+        ema_scores = _scores(ema)
+        better = _mean_psnr(ema_scores) > _mean_psnr(scores)
+        choice = {"shipped": "ema" if better else "raw", "decay": ck["config"].get("ema"), "raw": scores,
+                  "ema": ema_scores}
+        if better:
+            net, scores = ema, ema_scores
     meta = {
         "training_data": sorted({d for s in stages for d in s["data"]} | set(inherited_data)),
         "steps": sum(s["steps"] for s in stages),
         "minutes": round(sum(s["minutes"] for s in stages), 1),
         "stages": stages,
         "eval": scores,
+        **({"ema": choice} if choice else {}),
     }
     save_checkpoint(out, net, value_range=1.0, meta=meta)
     read_checkpoint(out)  # round trip: what we ship must load

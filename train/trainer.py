@@ -48,6 +48,7 @@ class StageConfig:
     contrastive_weight: float = 1.0  # L1 + w x CL; 1 is the paper's 255 (L1 in 0-255 units), see losses.py
     prune_to: list[int] | None = None  # [channels, mid_channels]: prune the init weights first (prune.py)
     degrade: dict | None = None  # a recipe's [degrade] table (degrade.py); None: clean MATLAB-bicubic LR
+    ema: float = 0.0  # decay of an exponential moving average of the weights (e.g. 0.999); 0: none
     checkpoint_every: int = 200
     log_every: int = 50
 
@@ -174,6 +175,8 @@ class Stage:
         self.gen = torch.Generator().manual_seed(c.seed)
         self.step = 0
         self.elapsed = 0.0
+        # EMA of the weights, in fp32, starting from the initial ones; export ships it when it scores higher.
+        self.ema = [p.detach().clone().float() for p in self.model.parameters()] if c.ema else None
         if images is None:
             images = load_images([Path(d) for d in c.data], min_size=c.patch * c.scale)
         # On a GPU the whole set stays resident there: crops, flips and the bicubic LR run on it.
@@ -198,6 +201,10 @@ class Stage:
         self.sched.load_state_dict(ck["scheduler"])
         if self.scaler.is_enabled() and ck.get("scaler"):  # older checkpoints and non-fp16 runs have none
             self.scaler.load_state_dict(ck["scaler"])
+        if self.ema is not None:
+            names = [n for n, _ in self.model.named_parameters()]
+            for e, n in zip(self.ema, names):
+                e.copy_(ck["ema"][n])
         self.gen.set_state(ck["rng"])
         self.step = ck["step"]
         self.elapsed = ck["elapsed"]
@@ -210,6 +217,7 @@ class Stage:
                 "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(),
                 **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}),
+                **({"ema": self.ema_state()} if self.ema is not None else {}),
                 "rng": self.gen.get_state() if rng_state is None else rng_state,
                 "step": self.step,
                 "elapsed": self.elapsed,
@@ -239,7 +247,18 @@ class Stage:
         self.scaler.step(self.opt)  # fp16: unscales, and skips the step if a gradient overflowed
         self.scaler.update()
         self.sched.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                torch._foreach_lerp_(self.ema, [p.detach().float() for p in self.model.parameters()],
+                                     1 - self.config.ema)
         return loss.detach()
+
+    def ema_state(self) -> dict[str, torch.Tensor]:
+        """The EMA weights as a state dict of the model (contiguous, on the CPU)."""
+        names = [n for n, _ in self.model.named_parameters()]
+        state = {k: v.cpu() for k, v in self.model.state_dict().items()}
+        state.update({n: e.cpu().contiguous() for n, e in zip(names, self.ema)})
+        return state
 
     def run(self, max_steps: int | None = None, on_log=None) -> None:
         """Train until `config.steps` (or `max_steps` more steps); checkpoint on the way and at exit.
