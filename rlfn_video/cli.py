@@ -37,7 +37,15 @@ app = typer.Typer(cls=_VideoByDefault, add_completion=False, no_args_is_help=Tru
                   pretty_exceptions_show_locals=False, rich_markup_mode=None)
 
 Scale = Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2, 3 or 4.")]
-Model = Annotated[Optional[str], typer.Option(help="rlfn, rlfn_s or rlfn_ntire (default: rlfn_s, or what --weights holds).")]
+_MODEL_NAMES = ("rlfn_s (clean photos), rlfn_s_video (compressed video, when shipped), or an architecture (rlfn, "
+                "rlfn_ntire) to check --weights against")
+# The defaults live in models/zoo.py (DEFAULT_MODEL, DEFAULT_VIDEO_MODEL; `rlfn-video models` prints them);
+# not imported here, so that `--help` needs no torch.
+Model = Annotated[Optional[str], typer.Option(help=f"{_MODEL_NAMES} (default: the image model, see `rlfn-video "
+                                              f"models`; with --weights, what the file holds).")]
+VideoModel = Annotated[Optional[str], typer.Option("--model", help=f"{_MODEL_NAMES} (default: the video model, see "
+                                                   f"`rlfn-video models`, or the image model at scales it has no "
+                                                   f"weights for; with --weights, what the file holds).")]
 Weights = Annotated[Optional[Path], typer.Option(help="Weights file (ours or official RLFN); default: the embedded model.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Half = Annotated[Optional[bool], typer.Option("--half/--no-half", help="Low precision: fp16 on CUDA, bf16 on CPU "
@@ -119,7 +127,7 @@ def video(
     src: Annotated[Path, typer.Argument(metavar="IN", help="Input video.")],
     dst: Annotated[Path, typer.Argument(metavar="OUT", help="Output video (container from its extension).")],
     scale: Scale = 4,
-    model: Model = None,
+    model: VideoModel = None,
     weights: Weights = None,
     device: Device = "auto",
     half: Half = None,
@@ -227,7 +235,7 @@ def batch(
     paths: Annotated[list[Path], typer.Argument(metavar="IN... OUT_DIR",
                                                 help="Input videos and/or folders of videos, then the output folder.")],
     scale: Scale = 4,
-    model: Model = None,
+    model: VideoModel = None,
     weights: Weights = None,
     half: Half = None,
     codec: Codec = "libx264",
@@ -294,46 +302,191 @@ def image(
          overwrite=overwrite)
 
 
+Models = Annotated[Optional[list[str]], typer.Option("--model", help="Model name (repeatable): rlfn_s, rlfn_s_video "
+                                                  "(when shipped), or an architecture for --weights.")]
+WeightsList = Annotated[Optional[list[Path]], typer.Option("--weights", help="Weights file (repeatable; ours or "
+                                                           "official RLFN). One --weights with one --model: the file, "
+                                                           "checked against the name.")]
+
+
+def _engine_specs(models: list[str], weights: list[Path]) -> list[tuple[str | None, Path | None]]:
+    """(model, weights) per engine: one --weights with at most one --model is one engine (the name
+    checks the file, as before); otherwise one engine per --model and one per --weights."""
+    if len(weights) <= 1 and len(models) <= 1:
+        return [(models[0] if models else None, weights[0] if weights else None)]
+    return [(m, None) for m in models] + [(None, w) for w in weights]
+
+
+def _label(model: str | None, weights: Path | None, engine) -> str:
+    return weights.stem if weights is not None else model or engine.name
+
+
 @app.command("eval")
 def eval_(
-    data: Annotated[list[Path], typer.Option(help="Benchmark set folder(s) with HR/ (and LR_bicubic/X{s}/).")],
+    data: Annotated[Optional[list[Path]], typer.Option(help="Benchmark set folder(s) with HR/ (and LR_bicubic/X{s}/); "
+                                                       "required unless --compressed (default there: Set14 and Kodak "
+                                                       "from ../shared).")] = None,
     scale: Scale = 4,
-    model: Model = None,
-    weights: Weights = None,
+    model: Models = None,
+    weights: WeightsList = None,
     device: Device = "auto",
     half: Half = False,
-    bicubic: Annotated[bool, typer.Option(help="Also score MATLAB-bicubic upscaling.")] = False,
+    bicubic: Annotated[bool, typer.Option(help="Also score MATLAB-bicubic upscaling (always on with --compressed).")] = False,
     round_y: Annotated[bool, typer.Option(help="Round Y to 8 bits before scoring (MATLAB rgb2ycbcr on uint8; "
                                                 "about 0.02-0.09 dB lower than the published tables).")] = False,
+    compressed: Annotated[bool, typer.Option(help="The compressed-video benchmark: slow pans of each image, LR "
+                                                  "through libx264 4:2:0 at each --crf (and clean); one column per "
+                                                  "upscaler (default: rlfn_s, and rlfn_s_video when shipped).")] = False,
+    crf: Annotated[Optional[list[int]], typer.Option(help="--compressed: CRF rows (repeatable; default 18 23 28 33).")] = None,
+    frames: Annotated[Optional[int], typer.Option(help="--compressed: frames per pan (default 8).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="--compressed: also write the scores as JSON: "
+                                                     "{upscaler: its eval_video metadata}.")] = None,
 ) -> None:
     """Y-PSNR / SSIM per image and mean, by the SR literature's protocol.
 
     SR output rounded to 8 bits; Y of BT.601 studio swing (MATLAB rgb2ycbcr) computed in float from
     the 8-bit SR and HR, not rounded; SCALE pixels cropped at every border; SSIM on the same Y.
-    Official RLFN checkpoints reproduce the published numbers this way (within 0.01 dB)."""
+    Official RLFN checkpoints reproduce the published numbers this way (within 0.01 dB).
+
+    With --compressed: the same scores on compressed video made from the images (rlfn_video/eval_video.py):
+    rows clean and CRF ..., a mean row (over clean and the CRFs), a PSNR and an SSIM column per upscaler."""
     from .engine import Engine
     from .evaluate import bicubic_upscaler, evaluate, mean
 
-    engine = _run(Engine.from_options, scale=scale, model=model, weights=weights, device=device, half=half)
+    models, files = list(model or []), list(weights or [])
+    if compressed:
+        if round_y:
+            _fail("--round-y applies to the plain benchmark, not --compressed")
+        return _eval_compressed(data, scale, models, files, device, half, crf, frames, json_out)
+    extra_opts = [name for name, v in (("--crf", crf), ("--frames", frames), ("--json", json_out)) if v not in (None, [])]
+    if extra_opts:
+        _fail(f"{', '.join(extra_opts)}: only with --compressed")
+    if not data:
+        raise typer.BadParameter("required unless --compressed", param_hint="'--data'")
+    engines = [_run(Engine.from_options, scale=scale, model=m, weights=w, device=device, half=half)
+               for m, w in _engine_specs(models, files)]
     out = Console(highlight=False)
-    for folder in data:
-        rows = _run(evaluate, engine, folder, scale, round_y=round_y)
-        base = {s.name: s for s in _run(evaluate, bicubic_upscaler(scale), folder, scale, round_y=round_y)} \
-            if bicubic else {}
-        table = Table(title=f"{folder.name} x{scale} - {engine.name}" + (" (Y rounded)" if round_y else ""))
-        table.add_column("image")
-        table.add_column("PSNR (dB)", justify="right")
-        table.add_column("SSIM", justify="right")
-        if bicubic:
-            table.add_column("bicubic PSNR", justify="right")
-            table.add_column("bicubic SSIM", justify="right")
-        for r in rows:
-            extra = [f"{base[r.name].psnr:.2f}", f"{base[r.name].ssim:.4f}"] if bicubic else []
-            table.add_row(r.name, f"{r.psnr:.2f}", f"{r.ssim:.4f}", *extra)
-        p, s = mean(rows)
-        extra = [f"{mean(list(base.values()))[0]:.2f}", f"{mean(list(base.values()))[1]:.4f}"] if bicubic else []
-        table.add_row("mean", f"{p:.2f}", f"{s:.4f}", *extra, style="bold")
-        out.print(table)
+    for engine in engines:
+        for folder in data:
+            rows = _run(evaluate, engine, folder, scale, round_y=round_y)
+            base = {s.name: s for s in _run(evaluate, bicubic_upscaler(scale), folder, scale, round_y=round_y)} \
+                if bicubic else {}
+            table = Table(title=f"{folder.name} x{scale} - {engine.name}" + (" (Y rounded)" if round_y else ""))
+            table.add_column("image")
+            table.add_column("PSNR (dB)", justify="right")
+            table.add_column("SSIM", justify="right")
+            if bicubic:
+                table.add_column("bicubic PSNR", justify="right")
+                table.add_column("bicubic SSIM", justify="right")
+            for r in rows:
+                extra = [f"{base[r.name].psnr:.2f}", f"{base[r.name].ssim:.4f}"] if bicubic else []
+                table.add_row(r.name, f"{r.psnr:.2f}", f"{r.ssim:.4f}", *extra)
+            p, s = mean(rows)
+            extra = [f"{mean(list(base.values()))[0]:.2f}", f"{mean(list(base.values()))[1]:.4f}"] if bicubic else []
+            table.add_row("mean", f"{p:.2f}", f"{s:.4f}", *extra, style="bold")
+            out.print(table)
+
+
+def _compared_models(scale: int, models: list[str], files: list[Path]) -> list[tuple[str | None, Path | None]]:
+    """What `eval --compressed` and `compare` run: as named, or the clean model and (when shipped
+    at this scale) the video model."""
+    from .models import zoo
+
+    if models or files:
+        return _engine_specs(models, files)
+    return [(m, None) for m in (zoo.CLEAN_MODEL, zoo.VIDEO_MODEL) if m == zoo.CLEAN_MODEL or zoo.has_weights(m, scale)]
+
+
+def _engines(scale: int, models: list[str], files: list[Path], device: str, half: bool | None) -> dict:
+    from .engine import Engine
+
+    out = {}
+    for m, w in _compared_models(scale, models, files):
+        engine = _run(Engine.from_options, scale=scale, model=m, weights=w, device=device, half=half)
+        label = _label(m, w, engine)
+        while label in out or label in ("bicubic", "input (nearest)"):
+            label += "'"
+        out[label] = engine
+    return out
+
+
+def _eval_compressed(data: list[Path] | None, scale: int, models: list[str], files: list[Path], device: str,
+                     half: bool | None, crfs: list[int] | None, frames: int | None, json_out: Path | None) -> None:
+    import json
+
+    from . import eval_video
+
+    engines = _engines(scale, models, files, device, half)
+    sets = data or _run(eval_video.default_sets)
+    crfs = list(crfs) if crfs else list(eval_video.CRFS)
+    frames = eval_video.FRAMES if frames is None else frames
+    bar, task = None, None
+    if err.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("compressed benchmark, images"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       TextColumn("eta"), TimeRemainingColumn(), console=err)
+
+    def progress(done: int, total: int) -> None:
+        nonlocal task
+        if bar is not None:
+            if task is None:
+                task = bar.add_task("", total=total)
+            bar.update(task, completed=done)
+
+    if bar is not None:
+        bar.__enter__()
+    try:
+        result = _run(eval_video.evaluate_compressed, eval_video.with_bicubic(engines, scale), scale, sets=sets,
+                      crfs=crfs, frames=frames, progress=progress)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    out = Console(highlight=False)
+    table = Table(title=f"compressed video x{scale}: {result.images} images ({', '.join(result.sets)}), "
+                        f"{frames}-frame pans, {eval_video.CODEC} {eval_video.PRESET} 4:2:0")
+    table.add_column("input")
+    for name in result.upscalers:
+        table.add_column(f"{name} PSNR", justify="right")
+        table.add_column(f"{name} SSIM", justify="right")
+    for row in result.rows:
+        cells = [c for u in result.upscalers for c in (f"{result.scores[u][row][0]:.2f}", f"{result.scores[u][row][1]:.4f}")]
+        table.add_row(eval_video.row_label(row), *cells)
+    cells = [c for u in result.upscalers for c in (f"{result.mean(u)[0]:.2f}", f"{result.mean(u)[1]:.4f}")]
+    table.add_row("mean", *cells, style="bold")
+    out.print(table)
+    if json_out:
+        doc = {u: result.as_meta(u) for u in result.upscalers}  # upscaler -> its "eval_video" metadata
+        tmp = json_out.with_name(f".{json_out.name}.part")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.replace(json_out)
+
+
+@app.command()
+def compare(
+    src: Annotated[Path, typer.Argument(metavar="IN", help="Input video.")],
+    at: Annotated[str, typer.Option("--at", help="Time of the frame: seconds (12.5) or HH:MM:SS.mmm.")],
+    dst: Annotated[Path, typer.Option("--output", "-o", help="Output image (PNG).")] = Path("compare.png"),
+    crop: Annotated[Optional[str], typer.Option(help="X,Y,W,H in input pixels: the region every panel shows.")] = None,
+    scale: Scale = 4,
+    model: Models = None,
+    weights: WeightsList = None,
+    device: Device = "auto",
+    half: Half = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """One frame of IN side by side: input (nearest), bicubic, and each model (default: rlfn_s, and
+    rlfn_s_video when shipped), each with a caption; decoded and colour-converted as the video
+    command does."""
+    from .compare import Crop, compare as write_compare, parse_time
+
+    seconds = _run(parse_time, at)
+    region = _run(Crop.parse, crop) if crop is not None else None
+    engines = _engines(scale, list(model or []), list(weights or []), device, half)
+    path, grab = _run(write_compare, src, dst, engines, at=seconds, scale=scale, crop=region, overwrite=overwrite)
+    frame = f"frame {grab.index}" if grab.index is not None else "frame"
+    err.print(f"{path}: {frame} at {grab.time:.3f} s, panels: input (nearest), bicubic, {', '.join(engines)}",
+              markup=False)
 
 
 @app.command()
@@ -438,22 +591,37 @@ def _bench_summary(out: Console, report: dict) -> None:
 
 @app.command()
 def models() -> None:
-    """List the embedded weights and their model cards."""
-    from .models import read_checkpoint
-    from .models.zoo import available
+    """List the model names (architecture, purpose, shipped scales) and the embedded weights with
+    their scores: Set5/Set14 by `eval`, and the compressed-video benchmark (`eval --compressed`,
+    mean over clean and CRF 18-33) where the weights store it."""
+    from .eval_video import summary
+    from .models import read_checkpoint, zoo
 
+    out = Console(highlight=False)
+    files = zoo.shipped()
+    names = Table(title="models")
+    for col in ("name", "arch", "purpose", "shipped"):
+        names.add_column(col)
+    for name, info in zoo.MODELS.items():
+        scales = [f"x{s}" for n, s, _ in files if n == name]
+        names.add_row(name, info.arch, info.purpose, " ".join(scales) or "-")
+    out.print(names)
     table = Table(title="embedded weights")
-    for col in ("name", "arch", "steps", "Set5 PSNR/SSIM", "Set14 PSNR/SSIM"):
+    for col in ("weights", "arch", "steps", "Set5 PSNR/SSIM", "Set14 PSNR/SSIM", "video PSNR/SSIM"):
         table.add_column(col)
-    for path in available():
+    for name, scale, path in files:
         ck = read_checkpoint(path)
         m = ck.meta
         ev = m.get("eval", {})
         fmt = lambda k: f"{ev[k]['psnr']:.2f} / {ev[k]['ssim']:.4f}" if k in ev else "-"  # noqa: E731
+        video = summary(m.get("eval_video"))
         a = ck.arch
         table.add_row(path.stem, f"{a.channels}/{a.mid_channels} ch x {a.blocks}", str(m.get("steps", "?")),
-                      fmt("Set5"), fmt("Set14"))
-    Console(highlight=False).print(table)
+                      fmt("Set5"), fmt("Set14"), f"{video[0]:.2f} / {video[1]:.4f}" if video else "-")
+    out.print(table)
+    out.print(f"defaults: {zoo.DEFAULT_MODEL} for image, eval and bench; {zoo.DEFAULT_VIDEO_MODEL} for video and "
+              f"batch ({zoo.DEFAULT_MODEL} at scales it has no weights for). video PSNR/SSIM: rlfn-video eval "
+              f"--compressed, mean of clean and CRF 18/23/28/33.")
 
 
 def run() -> None:

@@ -56,16 +56,20 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean SSIM of two (H, W) images in 0-255 ('valid' 11x11 Gaussian window, sigma 1.5)."""
+    """Mean SSIM of two (H, W) images in 0-255 ('valid' 11x11 Gaussian window, sigma 1.5).
+
+    The window is separable: one 11-tap pass down the columns, one along the rows, over the five
+    maps at once (the same sums as the 11x11 window to within float64 rounding, ~3x faster)."""
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5**2))
     g = g / g.sum()
-    win = (g[:, None] * g[None, :])[None, None]
-    x, y = a.double()[None, None], b.double()[None, None]
-    mx, my = F.conv2d(x, win), F.conv2d(y, win)
-    sxx = F.conv2d(x * x, win) - mx**2
-    syy = F.conv2d(y * y, win) - my**2
-    sxy = F.conv2d(x * y, win) - mx * my
+    x, y = a.double(), b.double()
+    maps = torch.stack([x, y, x * x, y * y, x * y])[:, None]
+    blurred = F.conv2d(F.conv2d(maps, g.view(1, 1, 11, 1)), g.view(1, 1, 1, 11))[:, 0]
+    mx, my, exx, eyy, exy = blurred
+    sxx = exx - mx**2
+    syy = eyy - my**2
+    sxy = exy - mx * my
     m = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
     return m.mean().item()
 

@@ -43,7 +43,7 @@ class EncodeSettings:
     """What decides the output's bits: model, numerics, encoder. Picklable (workers, Ray)."""
 
     scale: int = 4
-    model: str | None = "rlfn_s"
+    model: str | None = None  # None with no weights: the video default (zoo.video_default)
     weights: str | None = None
     precision: str = "fp32"
     tile: int | str | None = "auto"
@@ -63,10 +63,17 @@ class EncodeSettings:
         precision = choose_precision(torch.device(device_kind), half, precision)
         return cls(precision=precision, weights=str(Path(weights).resolve()) if weights else None, **kwargs)
 
+    @property
+    def model_name(self) -> str | None:
+        """The model the workers load: `model`, or with neither model nor weights the video default."""
+        from .models.zoo import video_model_for
+
+        return video_model_for(self.model, self.weights, self.scale)
+
     def fingerprint(self) -> dict[str, Any]:
         from .models.zoo import embedded_weights
 
-        weights = Path(self.weights) if self.weights else embedded_weights(self.model or "rlfn_s", self.scale)
+        weights = Path(self.weights) if self.weights else embedded_weights(self.model_name, self.scale)
         return {"scale": self.scale, "model": self.model, "weights_sha256": sha256_file(weights),
                 "precision": self.precision, "tile": self.tile, "codec": self.codec, "crf": self.crf,
                 "preset": self.preset, "pix_fmt": self.pix_fmt}

@@ -137,7 +137,7 @@ def upscale_video(
     dst: str | os.PathLike,
     *,
     scale: int = 4,
-    model: str | None = "rlfn_s",
+    model: str | None = None,
     weights: str | os.PathLike | None = None,
     device: str = "auto",
     half: bool | None = None,
@@ -155,7 +155,9 @@ def upscale_video(
     """Upscale every frame of `src` into `dst`, keeping timing, colour, rotation, audio and subtitles.
 
     `engine`: a ready `Engine` (or any object with `.scale` and `__call__(rgb NCHW) -> NCHW`);
-    when given, `scale`, `model`, `weights`, `device` and `half` are not used. `max_frames` stops
+    when given, `scale`, `model`, `weights`, `device` and `half` are not used. `model`: a name of
+    `models.zoo.MODELS`; None with no `weights` is `zoo.DEFAULT_VIDEO_MODEL`, or the clean model
+    at a scale the video model has no weights for. `max_frames` stops
     after that many frames (previews, tests); other streams stop at about the same time.
     `pipeline`: frames in flight, batching, streams, graphs (None: chosen from the frame size).
     `progress(done, total)` is called after each frame from this thread (`total` is None when
@@ -179,7 +181,10 @@ def upscale_video(
             if engine is None:
                 from .engine import Engine  # deferred: validating the request needs no model
 
-                engine = Engine.from_options(scale=scale, model=model, weights=weights, device=device, half=half)
+                from .models.zoo import video_model_for
+
+                engine = Engine.from_options(scale=scale, model=video_model_for(model, weights, scale), weights=weights,
+                                             device=device, half=half)
             hardware = hwcodec.describe(getattr(engine, "device", None), info.codec, plan.codec)
             total = min(filter(None, (info.frames, max_frames)), default=None)
             frames_in, frames_out, seconds, path = transcode_into(

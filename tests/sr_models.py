@@ -66,3 +66,24 @@ def sample_frames(count: int, width: int, height: int, spec: ColourSpec) -> list
 
 def spec_420(depth: int = 8) -> ColourSpec:
     return ColourSpec(matrix=Matrix.BT709, full_range=False, bit_depth=depth, subsampling="420", chroma_loc="left")
+
+
+def standin_zoo(folder, clean=(2, 3), video=(2,), *, eval_video: dict | None = None):
+    """A weights folder for `zoo.WEIGHTS_DIR` (monkeypatch it) with stand-ins for weights not
+    shipped yet: rlfn_s_x{s} for each `clean` scale (the image-like random RLFN-S, seed 0) and
+    rlfn_s_video_x{s} for each `video` scale (seed 1, gain 2: another model of the same
+    architecture), with `eval_video` in the video ones' metadata."""
+    from pathlib import Path
+
+    from rlfn_video.models import save_checkpoint
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in clean:
+        save_checkpoint(folder / f"rlfn_s_x{s}.pth", image_like_rlfn(s, seed=0).net, value_range=1.0,
+                        meta={"steps": 1, "eval": {"Set5": {"psnr": 30.0, "ssim": 0.9}}})
+    for s in video:
+        meta = {"steps": 2, **({"eval_video": eval_video} if eval_video else {})}
+        save_checkpoint(folder / f"rlfn_s_video_x{s}.pth", image_like_rlfn(s, seed=1, gain=2.0).net, value_range=1.0,
+                        meta=meta)
+    return folder

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -126,3 +127,145 @@ def test_real_signal_mid_run_leaves_nothing(tmp_path, sig, code):
     proc.send_signal(sig)
     assert proc.wait(timeout=60) == code
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "w.pth"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Named models (stand-in weights for the video model) and `compare`
+
+
+@pytest.fixture
+def video_zoo(tmp_path, monkeypatch):
+    from rlfn_video.models import zoo
+
+    from .sr_models import standin_zoo
+
+    ev = {"clean": {"psnr": 31.0, "ssim": 0.81}, "crf": {"18": {"psnr": 30.0, "ssim": 0.8}, "33": {"psnr": 26.0, "ssim": 0.6}},
+          "mean": {"psnr": 29.0, "ssim": 0.7367}}
+    folder = standin_zoo(tmp_path / "weights", clean=(2, 3), video=(2,), eval_video=ev)
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", folder)
+    return folder
+
+
+def test_image_and_models_know_the_video_model(video_zoo, tmp_path):
+    src = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(src)
+    outs = {}
+    for name in ("rlfn_s_video", "rlfn_s"):
+        res = runner.invoke(app, ["image", str(src), str(tmp_path / f"{name}.png"), "-s", "2", "--model", name,
+                                  "--device", "cpu"])
+        assert res.exit_code == 0, res.output
+        outs[name] = np.asarray(Image.open(tmp_path / f"{name}.png"))
+    assert outs["rlfn_s"].shape == (40, 48, 3) and not np.array_equal(outs["rlfn_s"], outs["rlfn_s_video"])
+    res = runner.invoke(app, ["image", str(src), str(tmp_path / "x3.png"), "-s", "3", "--model", "rlfn_s_video"])
+    assert res.exit_code == 1
+    assert res.output.strip() == ("error: no embedded weights for rlfn_s_video x3 (shipped: rlfn_s_video_x2, "
+                                  "rlfn_s_x2, rlfn_s_x3); pass --weights FILE")
+    res = runner.invoke(app, ["models"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    video_row = next(ln for ln in res.output.splitlines() if "rlfn_s_video_x2" in ln)
+    assert "29.00 / 0.7367" in video_row
+    name_row = next(ln for ln in res.output.splitlines() if ln.startswith("│ rlfn_s_video "))
+    assert "compressed video" in name_row and "x2" in name_row
+    assert "30.00 / 0.9000" in next(ln for ln in res.output.splitlines() if "rlfn_s_x2" in ln)
+
+
+def test_batch_passes_no_model_so_the_video_default_applies(monkeypatch, tmp_path):
+    import rlfn_video.cli as cli
+
+    seen = []
+    monkeypatch.setattr(cli, "_segmented", lambda src, dst, pool, options, *a: seen.append(options) or
+                        SimpleNamespace(frames_out=1, seconds=1.0))
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    res = runner.invoke(app, ["batch", str(tmp_path / "a.mp4"), str(tmp_path / "out"), "--workers", "1", "--devices",
+                              "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    assert seen[0]["model"] is None and seen[0]["weights"] is None
+
+
+@pytest.fixture
+def clip(tmp_path):
+    from .conftest import make_clip
+
+    return make_clip(tmp_path / "clip.mp4", size=(64, 48), frames=8, rate=10)  # 0.8 s
+
+
+def _panels(path, count, w, h):
+    from rlfn_video.compare import GAP, LABEL_HEIGHT
+
+    with Image.open(path) as im:
+        assert im.size == (count * w + (count - 1) * GAP, h + LABEL_HEIGHT)
+        arr = np.asarray(im.convert("RGB"))
+    return [arr[LABEL_HEIGHT:, i * (w + GAP): i * (w + GAP) + w] for i in range(count)]
+
+
+def test_compare_writes_labelled_panels(video_zoo, clip, tmp_path):
+    out = tmp_path / "compare.png"
+    res = runner.invoke(app, ["compare", str(clip), "--at", "0.35", "-o", str(out), "--crop", "8,4,24,16", "-s", "2",
+                              "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "frame 3 at 0.300 s" in res.output and "rlfn_s, rlfn_s_video" in res.output
+    panels = _panels(out, 4, 48, 32)  # nearest, bicubic, rlfn_s, rlfn_s_video; 24x16 crop at x2
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not np.array_equal(panels[i], panels[j]), (i, j)
+    # the nearest panel is the decoded frame itself, 2x2 pixel blocks
+    assert np.array_equal(panels[0][::2, ::2], panels[0][1::2, 1::2])
+    # the crop is the same region as upscaling the whole frame and cropping afterwards
+    whole = tmp_path / "whole.png"
+    res = runner.invoke(app, ["compare", str(clip), "--at", "00:00:00.350", "-o", str(whole), "-s", "2",
+                              "--model", "rlfn_s", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    full = _panels(whole, 3, 128, 96)
+    assert np.array_equal(full[0][8:40, 16:64], panels[0]) and np.array_equal(full[1][8:40, 16:64], panels[1])
+    assert np.abs(full[2][8:40, 16:64].astype(int) - panels[2]).max() <= 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+    res = runner.invoke(app, ["compare", str(clip), "--at", "0.79", "-o", str(out), "-s", "2", "--device", "cpu"])
+    assert res.exit_code == 1 and "already exists" in res.output
+    res = runner.invoke(app, ["compare", str(clip), "--at", "0.79", "-o", str(out), "-s", "2", "--device", "cpu", "-y",
+                              "--model", "rlfn_s_video", "--crop", "0,0,16,16"])
+    assert res.exit_code == 0 and "frame 7 at 0.700 s" in res.output, res.output
+    _panels(out, 3, 32, 32)
+    res = runner.invoke(app, ["compare", str(clip), "--at", "0.3", "-o", str(out), "-s", "2", "--device", "cpu", "-y"])
+    assert res.exit_code == 0 and "frame 3 at 0.300 s" in res.output, res.output  # 0.3 s is frame 3's start
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--at", "0.8"], "time 0.8 s is past the end of the video (0.800 s)"),
+    (["--at", "00:01:00"], "time 60 s is past the end of the video"),
+    (["--at", "soon"], "bad time 'soon': use seconds (12.5) or HH:MM:SS.mmm"),
+    (["--at", "-1"], "bad time '-1'"),
+    (["--at", "0", "--crop", "50,10,20,10"], "crop 50,10,20,10 is outside the 64x48 frame"),
+    (["--at", "0", "--crop", "1,2,3"], "bad crop '1,2,3': use X,Y,W,H"),
+    (["--at", "0", "--crop", "0,0,0,5"], "W and H >= 1"),
+])
+def test_compare_refuses_bad_times_and_crops(video_zoo, clip, tmp_path, args, message):
+    out = tmp_path / "c.png"
+    res = runner.invoke(app, ["compare", str(clip), "-o", str(out), "-s", "2", "--device", "cpu", *args])
+    assert res.exit_code == 1, res.output
+    assert res.output.count("\n") == 1 and message in res.output, res.output
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".") or p.suffix == ".png"] == []  # nothing written
+
+
+def test_parse_time():
+    from rlfn_video.compare import parse_time
+
+    assert parse_time("12.5") == 12.5 and parse_time("1:02") == 62 and parse_time("01:00:01.250") == 3601.25
+    for bad in ("1:60:00", "0:61", "1:2:3:4", ""):
+        with pytest.raises(UnsupportedInputError):
+            parse_time(bad)
+
+
+def test_compare_seeks_late_frames_to_the_same_frame(tmp_path, monkeypatch):
+    import rlfn_video.compare as cmp
+
+    from .conftest import make_clip
+
+    src = make_clip(tmp_path / "long.mp4", size=(32, 24), frames=125, rate=10, options={"g": "30"})  # 12.5 s
+    seeked = cmp.grab_frame(src, 11.05)
+    assert seeked.index is None and seeked.time == pytest.approx(11.0)
+    monkeypatch.setattr(cmp, "SEEK_AFTER", 1e9)
+    decoded = cmp.grab_frame(src, 11.05)
+    assert decoded.index == 110 and decoded.time == pytest.approx(11.0)
+    assert torch.equal(seeked.rgb, decoded.rgb)
+    with pytest.raises(UnsupportedInputError, match="past the end"):
+        cmp.grab_frame(src, 12.5)

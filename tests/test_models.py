@@ -101,3 +101,97 @@ def test_tiny_inputs_are_padded_not_crashed(tmp_path, size):
     y = desc(torch.rand(1, 3, *size))
     assert y.shape == (1, 3, size[0] * 3, size[1] * 3)
     assert 0 <= y.min() and y.max() <= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Named models (zoo.MODELS): the video model by name everywhere, with stand-in weights
+
+
+@pytest.fixture
+def video_zoo(tmp_path, monkeypatch):
+    """Stand-in weights: clean rlfn_s at x2 and x3, rlfn_s_video at x2 only (as shipped: x2 and x4)."""
+    from rlfn_video.models import zoo
+
+    from .sr_models import standin_zoo
+
+    folder = standin_zoo(tmp_path / "weights", clean=(2, 3), video=(2,), eval_video={"mean": {"psnr": 30.0, "ssim": 0.8}})
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", folder)
+    return folder
+
+
+def test_registry_names_and_files(video_zoo):
+    from rlfn_video.models import zoo
+
+    assert zoo.MODELS["rlfn_s_video"].arch == "rlfn_s" and "compressed video" in zoo.MODELS["rlfn_s_video"].purpose
+    assert set(VARIANTS) <= set(zoo.MODELS)  # the architecture names stay model names
+    assert [p.name for p in zoo.available()] == ["rlfn_s_video_x2.pth", "rlfn_s_x2.pth", "rlfn_s_x3.pth"]
+    assert [(n, s) for n, s, _ in zoo.shipped()] == [("rlfn_s", 2), ("rlfn_s", 3), ("rlfn_s_video", 2)]
+    assert zoo.parse_stem("rlfn_s_video_x4") == ("rlfn_s_video", 4) and zoo.parse_stem("rlfn_s") is None
+    assert zoo.arch_of("rlfn_s_video", 4) == arch_for("rlfn_s", 4)
+    with pytest.raises(UnknownModelError, match=r"^unknown model 'edsr'; choose one of rlfn, rlfn_s, rlfn_ntire, "
+                                                r"rlfn_s_video$"):
+        load_model(scale=2, model="edsr")
+
+
+def test_video_model_loads_by_name(video_zoo):
+    from rlfn_video.engine import Engine
+
+    desc = load_model(scale=2, model="rlfn_s_video")
+    assert desc.name == "rlfn_s_video_x2" and desc.arch == arch_for("rlfn_s", 2)
+    assert desc.meta["eval_video"]["mean"]["psnr"] == 30.0
+    clean = load_model(scale=2, model="rlfn_s")
+    x = torch.rand(1, 3, 16, 16)
+    assert not torch.equal(desc(x), clean(x))  # other weights, not the clean ones
+    assert Engine.from_options(scale=2, model="rlfn_s_video", device="cpu").name == "rlfn_s_video_x2"
+    # a file named by its architecture: --weights keeps working, checked against the name's architecture
+    assert load_model(scale=2, model="rlfn_s_video", weights=video_zoo / "rlfn_s_x2.pth").arch.scale == 2
+    with pytest.raises(CheckpointError, match=r"holds rlfn_s x2, not rlfn_s_video x4: scale 2 \(asked 4\)"):
+        load_model(scale=4, model="rlfn_s_video", weights=video_zoo / "rlfn_s_x2.pth")
+    with pytest.raises(CheckpointError, match=r"holds rlfn_s x2, not rlfn x2: channels 48 \(asked 52\)"):
+        load_model(scale=2, model="rlfn", weights=video_zoo / "rlfn_s_video_x2.pth")
+
+
+def test_missing_scale_names_what_is_shipped(video_zoo):
+    with pytest.raises(CheckpointError) as e:
+        load_model(scale=3, model="rlfn_s_video")
+    assert str(e.value) == ("no embedded weights for rlfn_s_video x3 (shipped: rlfn_s_video_x2, rlfn_s_x2, rlfn_s_x3); "
+                            "pass --weights FILE")
+
+
+def test_video_default_falls_back_to_clean(video_zoo, monkeypatch):
+    from rlfn_video.models import zoo
+    from rlfn_video.segmented import EncodeSettings
+
+    assert zoo.video_default(2) == "rlfn_s"  # the default is not changed here
+    monkeypatch.setattr(zoo, "DEFAULT_VIDEO_MODEL", "rlfn_s_video")
+    assert zoo.video_default(2) == "rlfn_s_video" and zoo.video_default(3) == "rlfn_s"
+    assert zoo.video_model_for(None, None, 3) == "rlfn_s" and zoo.video_model_for("rlfn", None, 3) == "rlfn"
+    assert zoo.video_model_for(None, "w.pth", 2) is None  # a file: its architecture is read from it
+    assert EncodeSettings(scale=2).model_name == "rlfn_s_video" and EncodeSettings(scale=3).model_name == "rlfn_s"
+    assert EncodeSettings(scale=2, model="rlfn_s").model_name == "rlfn_s"
+    assert EncodeSettings(scale=2).fingerprint()["weights_sha256"] != EncodeSettings(scale=2, model="rlfn_s").fingerprint()["weights_sha256"]
+
+
+def test_upscale_video_uses_the_video_default(video_zoo, monkeypatch, tmp_path):
+    import rlfn_video
+    from rlfn_video.engine import Engine
+    from rlfn_video.models import zoo
+
+    from .conftest import make_clip
+
+    src = make_clip(tmp_path / "in.mp4", size=(32, 24), frames=2)
+    loaded = []
+    real = Engine.from_options.__func__
+
+    def spy(cls, **kw):
+        engine = real(cls, **kw)
+        loaded.append((kw["model"], engine.name))
+        return engine
+
+    monkeypatch.setattr(Engine, "from_options", classmethod(spy))
+    monkeypatch.setattr(zoo, "DEFAULT_VIDEO_MODEL", "rlfn_s_video")
+    for scale, name in ((2, "rlfn_s_video_x2"), (3, "rlfn_s_x3")):  # x3: no video weights, the clean model
+        rlfn_video.upscale_video(src, tmp_path / f"x{scale}.mp4", scale=scale, device="cpu", half=False)
+        assert loaded[-1][1] == name
+    rlfn_video.upscale_video(src, tmp_path / "named.mp4", scale=2, model="rlfn_s", device="cpu", half=False)
+    assert loaded[-1] == ("rlfn_s", "rlfn_s_x2")

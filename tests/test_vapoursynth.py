@@ -424,6 +424,26 @@ def test_missing_embedded_weights_name_the_parameter(monkeypatch, tmp_path):
         vsrlfn.rlfn(rgb_clip(), scale=2, device="cpu")
 
 
+def test_video_model_by_name_and_the_video_default(monkeypatch, tmp_path):
+    """model="rlfn_s_video" takes its embedded weights (stand-ins here); the default stays rlfn_s
+    (DEFAULT_MODEL, not the video default); a scale without video weights is one line."""
+    from .sr_models import standin_zoo
+
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", standin_zoo(tmp_path, clean=(2, 3), video=(2,)))
+
+    def run(**kw):
+        return np.asarray(vsrlfn.rlfn(rgb_clip(length=1), device="cpu", **kw).get_frame(0)[0])
+
+    video, clean = run(scale=2, model="rlfn_s_video"), run(scale=2, model="rlfn_s")
+    assert video.shape == (64, 80) and not np.array_equal(video, clean)
+    assert np.array_equal(run(scale=2), clean)
+    monkeypatch.setattr(zoo, "DEFAULT_VIDEO_MODEL", "rlfn_s_video")
+    assert np.array_equal(run(scale=2), clean)
+    with pytest.raises(vs.Error, match=r"^vsrlfn: no embedded weights for rlfn_s_video x3 \(shipped: rlfn_s_video_x2, "
+                                       r"rlfn_s_x2, rlfn_s_x3\); pass weights="):
+        vsrlfn.rlfn(rgb_clip(), scale=3, model="rlfn_s_video", device="cpu")
+
+
 def test_unsupported_matrix_fails_the_frame(weights):
     clip = core.std.BlankClip(format=vs.YUV420P8, width=32, height=32, length=1).std.SetFrameProps(_Matrix=8)
     out = vsrlfn.rlfn(clip, scale=2, weights=weights, device="cpu")

@@ -172,6 +172,26 @@ def rescore_cmd(
         typer.echo(f"{path}: {rescore(path)}")
 
 
+@app.command("store-eval-video")
+def store_eval_video(
+    report: Annotated[Path, typer.Argument(help="JSON of `rlfn-video eval --compressed --json`.")],
+    weights: Annotated[list[str], typer.Option(help="UPSCALER=FILE: store that column's scores in FILE.")],
+) -> None:
+    """Store compressed-video benchmark scores in weights files (metadata key eval_video)."""
+    import json
+
+    from .export import store_meta
+
+    data = json.loads(report.read_text())
+    data = data.get("upscalers", data)  # {upscaler: eval_video}, optionally under "upscalers"
+    for item in weights:
+        name, _, path = item.partition("=")
+        if name not in data:
+            raise typer.BadParameter(f"{name!r} is not in {report} (has {', '.join(data)})", param_hint="--weights")
+        store_meta(Path(path), eval_video=data[name])
+        typer.echo(f"{path}: eval_video from column {name}")
+
+
 @app.command()
 def card() -> None:
     """Regenerate rlfn_video/weights/MODEL_CARD.md from the shipped weights."""

@@ -101,3 +101,14 @@ def rescore(path: Path) -> dict:
     save_checkpoint(path, net, value_range=ck.value_range, meta={**meta, "eval": scores})
     read_checkpoint(path)
     return scores
+
+
+def store_meta(path: Path, **entries) -> None:
+    """Add or replace metadata entries (e.g. eval_video, the compressed-video scores) of shipped
+    weights; tensors and the rest of the metadata unchanged."""
+    ck = read_checkpoint(path)
+    net = RLFN(ck.arch)
+    net.load_state_dict(ck.state_dict)
+    meta = {k: v for k, v in ck.meta.items() if k not in ("value_range", "variant")}
+    save_checkpoint(path, net, value_range=ck.value_range, meta={**meta, **entries})
+    read_checkpoint(path)

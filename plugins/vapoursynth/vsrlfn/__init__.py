@@ -27,7 +27,7 @@ from rlfn_video.devices import resolve_device
 from rlfn_video.engine import Engine
 from rlfn_video.errors import CheckpointError, RlfnError
 from rlfn_video.models import SCALES, load_model
-from rlfn_video.models.zoo import DEFAULT_MODEL, available, embedded_weights
+from rlfn_video.models.zoo import DEFAULT_MODEL, embedded_weights, shipped_text
 
 __all__ = ["rlfn"]
 
@@ -58,7 +58,9 @@ def rlfn(
         limited range), upscaled at the same precision as RGBH and returned in the same format.
         Constant format and size.
     :param scale: 2, 3 or 4. None takes it from the ``weights`` file.
-    :param model: ``rlfn_s`` (default), ``rlfn`` or ``rlfn_ntire``. None takes it from ``weights``.
+    :param model: a model name (``rlfn-video models``): ``rlfn_s`` (default; clean photos),
+        ``rlfn_s_video`` (compressed video, x2 and x4, when shipped), or an architecture (``rlfn``,
+        ``rlfn_ntire``) to check ``weights`` against. None takes it from ``weights``.
     :param weights: checkpoint path (ours or an official RLFN one); None uses the embedded weights.
     :param device_index: CUDA device number; None (and ``device`` None): torch's current GPU (0 unless
         ``torch.cuda.set_device`` chose another) when torch sees one, else the CPU.
@@ -179,11 +181,11 @@ def _engine(weights, scale: int | None, model: str | None, dev: torch.device, ha
     if weights is None:
         if scale is None:
             raise vs.Error("vsrlfn: scale=None needs a weights file; pass scale=2, 3 or 4")
+        model = model or DEFAULT_MODEL
         try:
-            weights = embedded_weights(model or DEFAULT_MODEL, scale)
+            weights = embedded_weights(model, scale)
         except CheckpointError:
-            shipped = ", ".join(p.stem for p in available()) or "none"
-            raise vs.Error(f"vsrlfn: no embedded weights for {model or DEFAULT_MODEL} x{scale} (shipped: {shipped}); "
+            raise vs.Error(f"vsrlfn: no embedded weights for {model} x{scale} (shipped: {shipped_text()}); "
                            f'pass weights="/path/to/model.pth"') from None
     path = Path(weights).expanduser().resolve()
     if not path.is_file():
