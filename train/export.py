@@ -40,8 +40,9 @@ def _history(init: str | None) -> tuple[list[dict], list[str]]:
     return list(meta.get("stages", [])), list(meta.get("training_data", []))
 
 
-def _scores(net: RLFN) -> dict:
-    desc = ModelDescriptor(net, value_range=1.0, name=f"{variant_name(net.arch) or 'rlfn-custom'}_x{net.arch.scale}")
+def _scores(net: RLFN, value_range: float = 1.0) -> dict:
+    """Set5/Set14 scores at fp32 on the CPU, by `rlfn-video eval`'s protocol."""
+    desc = ModelDescriptor(net, value_range=value_range, name=f"{variant_name(net.arch) or 'rlfn-custom'}_x{net.arch.scale}")
     return score_sets(Engine(desc, device="cpu", half=False), net.arch.scale, [BENCHMARKS / "Set5", BENCHMARKS / "Set14"])
 
 
@@ -95,11 +96,8 @@ def rescore(path: Path) -> dict:
     ck = read_checkpoint(path)
     net = RLFN(ck.arch)
     net.load_state_dict(ck.state_dict)
-    desc = ModelDescriptor(net, value_range=ck.value_range, name=Path(path).stem)
-    scores = score_sets(Engine(desc, device="cpu", half=False), ck.arch.scale, [BENCHMARKS / "Set5", BENCHMARKS / "Set14"])
-    meta = {k: v for k, v in ck.meta.items() if k not in ("value_range", "variant")}
-    save_checkpoint(path, net, value_range=ck.value_range, meta={**meta, "eval": scores})
-    read_checkpoint(path)
+    scores = _scores(net, ck.value_range)
+    store_meta(path, eval=scores)
     return scores
 
 
