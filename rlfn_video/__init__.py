@@ -10,8 +10,8 @@
 """
 
 from .engine import Engine
-from .errors import (CheckpointError, EncoderError, OutputError, RlfnError, TruncatedInputError, UnknownModelError,
-                     UnsupportedInputError, UnsupportedScaleError)
+from .errors import (CheckpointError, EncoderError, OutputError, OutputExistsError, RlfnError, TruncatedInputError,
+                     UnknownModelError, UnsupportedInputError, UnsupportedScaleError)
 from .image import upscale_image
 from .manifest import ManifestMismatch
 from .models import load_model
@@ -20,5 +20,5 @@ from .transcode import upscale_video
 from .workers import make_workers
 
 __all__ = ["CheckpointError", "EncodeSettings", "EncoderError", "Engine", "ManifestMismatch", "OutputError",
-           "RlfnError", "TruncatedInputError", "UnknownModelError", "UnsupportedInputError", "UnsupportedScaleError",
-           "load_model", "make_workers", "upscale_image", "upscale_segmented", "upscale_video"]
+           "OutputExistsError", "RlfnError", "TruncatedInputError", "UnknownModelError", "UnsupportedInputError",
+           "UnsupportedScaleError", "load_model", "make_workers", "upscale_image", "upscale_segmented", "upscale_video"]

@@ -7,6 +7,7 @@ Ctrl-C exits 130 with nothing left under OUT.
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -17,20 +18,62 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
-from .errors import RlfnError
+from .errors import OutputExistsError, RlfnError
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # no hard wraps in logs
 
 
+_TYPE_NAME = re.compile(r" <(?:list\[)?([^<>\[\]]*)\]?>(\.\.\.)?")
+_VALUE_LABELS = {"int": "N", "float": "X", "path": "PATH", "Path": "PATH", "str": "TEXT"}
+
+
+class _Command(TyperCommand):
+    """Help as users read it: `IN OUT [OPTIONS]` (options go anywhere), no braces, and value
+    placeholders (N, PATH, TEXT) instead of Python type names."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = []
+        for p in self.get_params(ctx):
+            if p.param_type_name == "argument":
+                name = p.metavar or p.name.upper()
+                pieces.append(name if p.required else f"[{name}]")
+        return [*pieces, self.options_metavar]
+
+    def format_options(self, ctx, formatter) -> None:
+        args, opts = [], []
+        for p in self.get_params(ctx):
+            record = p.get_help_record(ctx)
+            if record is None:
+                continue
+            name, text = record
+            if p.param_type_name == "argument":
+                args.append((_TYPE_NAME.sub("", name), text))
+            else:
+                opts.append((_TYPE_NAME.sub(lambda m: f" {_VALUE_LABELS.get(m[1], m[1].upper())}", name), text))
+        for title, rows in (("Arguments", args), ("Options", opts)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
 class _VideoByDefault(TyperGroup):
-    """`rlfn-video IN OUT ...` means `rlfn-video video IN OUT ...`."""
+    """`rlfn-video IN OUT [OPTIONS]` (options anywhere, as with ffmpeg) means `rlfn-video video ...`."""
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:
-        if args and not args[0].startswith("-") and args[0] not in self.commands:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "--version"):
             args = ["video", *args]
         return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx, formatter) -> None:
+        formatter.write_usage(ctx.command_path, "IN OUT [OPTIONS]        upscale a video (the video command)")
+        formatter.write_usage(ctx.command_path, "COMMAND [ARGS]...       see the commands below", prefix=" " * 7)
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = [(name, cmd.get_short_help_str(limit=1000)) for name, cmd in self.commands.items() if not cmd.hidden]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 app = typer.Typer(cls=_VideoByDefault, add_completion=False, no_args_is_help=True,
@@ -50,6 +93,9 @@ Weights = Annotated[Optional[Path], typer.Option(help="Weights file (ours or off
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Half = Annotated[Optional[bool], typer.Option("--half/--no-half", help="Low precision: fp16 on CUDA, bf16 on CPU "
                                               "(default: on for CUDA and for CPUs with native bf16).")]
+# eval and compare: fp32 unless asked (scores and comparisons are made at full precision).
+Fp32Half = Annotated[bool, typer.Option("--half/--no-half", help="Low precision (fp16 on CUDA, bf16 on CPU) "
+                                        "instead of fp32, the precision published scores use.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", "-y", help="Replace OUT if it exists.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notes; errors only.")]
 Codec = Annotated[str, typer.Option(help="Video encoder: libx264, libx265, libsvtav1, ffv1, ...")]
@@ -102,13 +148,20 @@ def _run(fn, *args, interrupted: str | Callable[[], str] = "interrupted; nothing
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return fn(*args, **kwargs)
+    except OutputExistsError as e:  # the library says what is wrong; the flag is ours to name
+        _fail(f"{e} (pass -y/--overwrite to replace it)".replace("[", r"\["))
     except RlfnError as e:
         _fail(str(e).replace("[", r"\["))
     except KeyboardInterrupt as e:
+        for bar in _LIVE:  # stop the progress bar first, or it is drawn again below the message
+            bar.stop()
         err.print(interrupted() if callable(interrupted) else interrupted, markup=False)
         raise typer.Exit(143 if isinstance(e, _Terminated) else 130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+_LIVE: list = []  # the progress bar on screen, if any (one at a time)
 
 
 def _progress_bar(quiet: bool):
@@ -122,7 +175,7 @@ def _progress_bar(quiet: bool):
                     TimeRemainingColumn(), console=err, transient=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 def video(
     src: Annotated[Path, typer.Argument(metavar="IN", help="Input video.")],
     dst: Annotated[Path, typer.Argument(metavar="OUT", help="Output video (container from its extension).")],
@@ -162,12 +215,26 @@ def video(
         else:
             with _workers(devices or (None if device == "auto" else device), workers, ray) as pool:
                 report = _run(_segmented, src, dst, pool, options, segment, resume, keep_segments, fb,
-                              interrupted=f"interrupted; committed segments kept in {manifest_path(dst)} "
-                                          f"(rerun the same command to resume)")
+                              interrupted=lambda: _segments_kept(dst))
     if not quiet:
         extra = f", {report.pipeline}" if segmented else ""
         err.print(f"{dst}: {report.frames_out} frames in {report.seconds:.1f} s ({report.fps:.2f} fps{extra})",
                   markup=False)
+
+
+def _segments_kept(dst: Path) -> str:
+    """What an interrupted segmented run leaves: committed segments, or nothing yet."""
+    from .manifest import Manifest
+    from .segmented import manifest_path
+
+    path = manifest_path(dst)
+    try:
+        done = sum(s.sha256 is not None for s in Manifest.load(path).segments)
+    except (OSError, RlfnError):
+        done = 0
+    if not done:
+        return "interrupted before the first segment was committed; nothing kept"
+    return f"interrupted; {done} committed segment(s) kept in {path} (rerun the same command to resume)"
 
 
 class _Feedback:
@@ -180,10 +247,12 @@ class _Feedback:
     def __enter__(self) -> "_Feedback":
         if self.bar is not None:
             self.bar.__enter__()
+            _LIVE.append(self.bar)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
+            _LIVE.remove(self.bar)
             self.bar.__exit__(*exc)
 
     def progress(self, name: str):
@@ -230,7 +299,7 @@ def _segmented(src: Path, dst: Path, pool, options: dict, segment: float | None,
                              warn=fb.warn)
 
 
-@app.command()
+@app.command(cls=_Command)
 def batch(
     paths: Annotated[list[Path], typer.Argument(metavar="IN... OUT_DIR",
                                                 help="Input videos and/or folders of videos, then the output folder.")],
@@ -279,12 +348,13 @@ def batch(
                 fb.say(f"{item.dst}: exists, skipped")
             else:
                 failed += 1
-                err.print(f"failed: {item.src}: {item.error}", markup=False, style="red", soft_wrap=True)
+                message = item.error if item.error.startswith(str(item.src)) else f"{item.src}: {item.error}"
+                err.print(f"failed: {message}", markup=False, style="red", soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=_Command)
 def image(
     src: Annotated[Path, typer.Argument(metavar="IN", help="Input image (PNG, JPEG, ...).")],
     dst: Annotated[Path, typer.Argument(metavar="OUT", help="Output image; format from its extension.")],
@@ -321,7 +391,7 @@ def _label(model: str | None, weights: Path | None, engine) -> str:
     return weights.stem if weights is not None else model or engine.name
 
 
-@app.command("eval")
+@app.command("eval", cls=_Command)
 def eval_(
     data: Annotated[Optional[list[Path]], typer.Option(help="Benchmark set folder(s) with HR/ (and LR_bicubic/X{s}/); "
                                                        "required unless --compressed (default there: Set14 and Kodak "
@@ -330,7 +400,7 @@ def eval_(
     model: Models = None,
     weights: WeightsList = None,
     device: Device = "auto",
-    half: Half = False,
+    half: Fp32Half = False,
     bicubic: Annotated[bool, typer.Option(help="Also score MATLAB-bicubic upscaling (always on with --compressed).")] = False,
     round_y: Annotated[bool, typer.Option(help="Round Y to 8 bits before scoring (MATLAB rgb2ycbcr on uint8; "
                                                 "about 0.02-0.09 dB lower than the published tables).")] = False,
@@ -462,7 +532,7 @@ def _eval_compressed(data: list[Path] | None, scale: int, models: list[str], fil
         tmp.replace(json_out)
 
 
-@app.command()
+@app.command(cls=_Command)
 def compare(
     src: Annotated[Path, typer.Argument(metavar="IN", help="Input video.")],
     at: Annotated[str, typer.Option("--at", help="Time of the frame: seconds (12.5) or HH:MM:SS.mmm.")],
@@ -472,7 +542,7 @@ def compare(
     model: Models = None,
     weights: WeightsList = None,
     device: Device = "auto",
-    half: Half = False,
+    half: Fp32Half = False,
     overwrite: Overwrite = False,
 ) -> None:
     """One frame of IN side by side: input (nearest), bicubic, and each model (default: rlfn_s, and
@@ -489,7 +559,7 @@ def compare(
               markup=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 def bench(
     mode: Annotated[list[str], typer.Option(help="model, pipeline, e2e and/or scaleout (repeat the option).")] = ["model", "pipeline", "e2e"],  # noqa: B006
     res: Annotated[list[str], typer.Option(help="Input sizes: 270p, 540p, 720p, 1080p or WxH (repeatable).")] = ["270p"],  # noqa: B006
@@ -589,7 +659,7 @@ def _bench_summary(out: Console, report: dict) -> None:
         out.print(f"{m} {r}{'' if v == 'ours' else f' ({v})'}: {x:.2f}x the naive baseline")
 
 
-@app.command()
+@app.command(cls=_Command)
 def models() -> None:
     """List the model names (architecture, purpose, shipped scales) and the embedded weights with
     their scores: Set5/Set14 by `eval`, and the compressed-video benchmark (`eval --compressed`,

@@ -29,5 +29,9 @@ class OutputError(RlfnError, OSError):
     """The output cannot be written (exists, same as input, folder not writable, ...)."""
 
 
+class OutputExistsError(OutputError):
+    """OUT exists and replacing it was not asked for (`overwrite=True`; the CLI's -y/--overwrite)."""
+
+
 class EncoderError(RlfnError, ValueError):
     """The requested codec, pixel format or option is not available in this FFmpeg build."""

@@ -22,7 +22,8 @@ import av
 import numpy as np
 
 from .colour import ColourSpec, format_layout, spec_from_av
-from .errors import OutputError, TruncatedInputError, UnsupportedInputError
+from .errors import OutputError, OutputExistsError, TruncatedInputError, UnsupportedInputError
+from .hdr import HdrMetadata, read_hdr
 
 DISPLAYMATRIX = av.sidedata.sidedata.Type.DISPLAYMATRIX
 
@@ -79,6 +80,7 @@ class VideoInfo:
     display_matrix: tuple[int, ...] | None  # rotation / flips, as FFmpeg's 3x3 fixed-point matrix
     sample_aspect_ratio: Fraction | None
     notes: tuple[str, ...] = ()  # remarks on the decode path, for the caller's `warn`
+    hdr: HdrMetadata | None = None  # mastering display, light level, dynamic metadata found (hdr.py)
 
     @property
     def decode_path(self) -> str:
@@ -213,7 +215,7 @@ class Source:
             time_base=Fraction(s.time_base), rate=Fraction(s.average_rate) if s.average_rate else None,
             frames=s.frames or None, duration=float(duration) if duration else None, colour=colour,
             display_matrix=display, sample_aspect_ratio=Fraction(s.sample_aspect_ratio) if s.sample_aspect_ratio
-            else None, notes=tuple(notes))
+            else None, notes=tuple(notes), hdr=read_hdr(frame, s))
 
     def _demux(self) -> Iterator[av.VideoFrame | av.Packet]:
         if self.span is not None:
@@ -329,7 +331,7 @@ def check_output(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: b
     if dst.is_dir():
         raise OutputError(f"{dst}: is a folder")
     if dst.exists() and not overwrite:
-        raise OutputError(f"{dst}: already exists (pass overwrite to replace it)")
+        raise OutputExistsError(f"{dst}: already exists")
 
 
 @contextmanager

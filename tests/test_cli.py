@@ -176,6 +176,7 @@ def test_batch_passes_no_model_so_the_video_default_applies(monkeypatch, tmp_pat
     monkeypatch.setattr(cli, "_segmented", lambda src, dst, pool, options, *a: seen.append(options) or
                         SimpleNamespace(frames_out=1, seconds=1.0))
     (tmp_path / "a.mp4").write_bytes(b"x")
+    (tmp_path / "out").mkdir()
     res = runner.invoke(app, ["batch", str(tmp_path / "a.mp4"), str(tmp_path / "out"), "--workers", "1", "--devices",
                               "cpu", "-q"])
     assert res.exit_code == 0, res.output
@@ -269,3 +270,106 @@ def test_compare_seeks_late_frames_to_the_same_frame(tmp_path, monkeypatch):
     assert torch.equal(seeked.rgb, decoded.rgb)
     with pytest.raises(UnsupportedInputError, match="past the end"):
         cmp.grab_frame(src, 12.5)
+
+
+# --- the command line as users type it ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ["--scale", "2", "in.mp4", "out.mp4"],  # options first, as with ffmpeg
+    ["in.mp4", "--scale", "2", "out.mp4"],  # between
+    ["in.mp4", "out.mp4", "--scale", "2"],  # after
+    ["video", "-s", "2", "in.mp4", "out.mp4"],
+])
+def test_options_anywhere(fake_upscale, args):
+    res = runner.invoke(app, [*args, "-q"])
+    assert res.exit_code == 0, res.output
+    (src, dst, kw), = fake_upscale
+    assert (str(src), str(dst), kw["scale"]) == ("in.mp4", "out.mp4", 2)
+
+
+def _help(*command: str) -> str:
+    return runner.invoke(app, [*command, "--help"], prog_name="rlfn-video").output
+
+
+def test_help_reads_as_users_type():
+    main = _help()
+    assert "Usage: rlfn-video IN OUT [OPTIONS]" in main and "rlfn-video COMMAND [ARGS]..." in main
+    assert "..." not in main.split("Commands:")[1].replace("[ARGS]...", "")  # descriptions uncut
+    assert "keeping audio, subtitles, timing and colour." in " ".join(main.split())
+    for command in ("video", "batch", "image", "eval", "compare", "bench", "models"):
+        text = _help(command)
+        assert "{" not in text.split("\n\n")[0], text  # usage without {IN} {OUT}
+        assert "<" not in text and "list[" not in text, text  # no Python type names
+    video = _help("video")
+    assert "Usage: rlfn-video video IN OUT [OPTIONS]" in video and "-s, --scale N" in video
+    assert "Usage: rlfn-video batch IN... OUT_DIR [OPTIONS]" in _help("batch")
+    half = " ".join(_help("eval").split())
+    assert "instead of fp32" in half and "[default: no-half]" in half  # the help agrees with the default
+
+
+def test_existing_output_names_the_flag(tmp_path):
+    from .conftest import make_clip
+
+    src = make_clip(tmp_path / "a.mp4", size=(32, 24), frames=2)
+    (tmp_path / "b.mp4").write_bytes(b"keep")
+    res = runner.invoke(app, [str(src), str(tmp_path / "b.mp4"), "-s", "2", "--device", "cpu"])
+    assert res.exit_code == 1
+    assert res.output.strip() == f"error: {tmp_path / 'b.mp4'}: already exists (pass -y/--overwrite to replace it)"
+    assert (tmp_path / "b.mp4").read_bytes() == b"keep"
+
+
+def test_long_errors_are_not_wrapped_in_logs(monkeypatch):
+    long = "x" * 150
+
+    def boom(src, dst, **kw):
+        raise UnsupportedInputError(f"{src}: {long}")
+
+    monkeypatch.setattr(rlfn_video.transcode, "upscale_video", boom)
+    res = runner.invoke(app, ["in.mp4", "out.mp4"])
+    assert res.output == f"error: in.mp4: {long}\n"
+
+
+def test_ctrl_c_stops_the_progress_bar_before_the_message(monkeypatch):
+    import io
+    import re
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    import rlfn_video.cli as cli
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=100)
+    monkeypatch.setattr(cli, "err", console)
+    monkeypatch.setattr(cli, "_progress_bar", lambda quiet: Progress(console=console))
+
+    def interrupted(src, dst, *, progress, **kw):
+        progress(1, 10)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rlfn_video.transcode, "upscale_video", interrupted)
+    assert runner.invoke(app, ["a.mp4", "b.mp4"]).exit_code == 130
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert text.rstrip().endswith("interrupted; nothing written"), repr(text[-300:])
+
+
+def test_segmented_interrupt_says_what_is_kept(tmp_path, monkeypatch):
+    import rlfn_video.cli as cli
+    from rlfn_video.manifest import Manifest, SegmentRecord
+    from rlfn_video.segmented import manifest_path
+
+    dst = tmp_path / "out.mp4"
+    records = [SegmentRecord(i, None, None, 0, 1, f"{i:05d}.mp4") for i in range(2)]
+    manifest = Manifest(manifest_path(dst), {}, {}, records)
+
+    def interrupted(*a, **kw):
+        manifest.save()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_segmented", interrupted)
+    res = runner.invoke(app, ["in.mp4", str(dst), "--segment", "1", "--devices", "cpu"])
+    assert res.exit_code == 130 and "before the first segment was committed; nothing kept" in res.output
+    records[0].sha256 = "0" * 64
+    res = runner.invoke(app, ["in.mp4", str(dst), "--segment", "1", "--devices", "cpu"])
+    assert res.exit_code == 130 and f"1 committed segment(s) kept in {manifest_path(dst)}" in res.output

@@ -418,11 +418,15 @@ def test_batch_upscales_a_folder_skips_finished_and_reports_failures(cup_small, 
     (inputs / "broken.mp4").write_bytes(b"not a video")
     (inputs / "notes.txt").write_text("ignored")
     outs = tmp_path / "out"
-    args = ["batch", str(inputs), str(outs), "--scale", "2", "--no-half", "--crf", "0", "--segment",
-            str(SEGMENT), "--devices", "cpu"]
+    args = ["batch", str(inputs), str(tmp_path / "gone.mp4"), str(outs), "--scale", "2", "--no-half", "--crf", "0",
+            "--segment", str(SEGMENT), "--devices", "cpu"]
+    res = subprocess.run(_cli(*args), capture_output=True, text=True)  # OUT_DIR must exist, as for `video`
+    assert res.returncode == 1 and f"{outs}: no such output folder" in res.stderr and not outs.exists()
+    outs.mkdir()
     res = subprocess.run(_cli(*args), capture_output=True, text=True)
     assert res.returncode == 1
-    assert "broken.mp4" in res.stderr and "not a media file" in res.stderr
+    assert f"failed: {tmp_path / 'gone.mp4'}: no such file or folder" in res.stderr  # reported, the rest still ran
+    assert res.stderr.count("broken.mp4") == 1 and "not a media file" in res.stderr  # the name said once
     assert sorted(p.name for p in outs.iterdir()) == ["a.mp4", "b.mkv"]
     assert_same_as_input_and_single(outs / "a.mp4", cup_small, single_run)
     with av.open(str(outs / "b.mkv")) as c:

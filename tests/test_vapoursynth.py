@@ -109,11 +109,18 @@ def read_y4m(data: bytes) -> tuple[dict[str, str], list[list[np.ndarray]]]:
     return info, frames
 
 
-def vspipe(*args: str) -> bytes:
+def run_vspipe(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """vspipe started in `cwd` (PWD set as a shell sets it)."""
     if not VSPIPE.is_file():
         pytest.skip(f"vspipe not found next to {sys.executable}")
     env = {**os.environ, "PATH": f"{VSPIPE.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    run = subprocess.run([str(VSPIPE), *args], capture_output=True, env=env, timeout=300)
+    if cwd is not None:
+        env["PWD"] = str(cwd)
+    return subprocess.run([str(VSPIPE), *args], capture_output=True, env=env, timeout=300, cwd=cwd)
+
+
+def vspipe(*args: str) -> bytes:
+    run = run_vspipe(*args)
     assert run.returncode == 0, run.stderr.decode(errors="replace")
     return run.stdout
 
@@ -144,6 +151,24 @@ def test_vspipe_yuv_matches_the_engine(weights, tmp_path):
     for pic, got in zip(pics, frames):
         rgb = colour.planes_to_rgb([torch.from_numpy(p) for p in pic.planes], spec)[None]
         assert_close_int(got, [p.numpy() for p in colour.rgb_to_planes(engine(rgb)[0], spec)])
+
+
+@needs_videos
+@needs_bestsource
+@pytest.mark.parametrize("script", ["absolute", "relative"])
+def test_vspipe_takes_a_relative_src_from_the_start_folder(weights, tmp_path, script):
+    """vspipe runs the script from the script's folder; `src=clip.mp4` still means the folder the
+    user started vspipe in, and a missing src is one clear error."""
+    (tmp_path / "clip.mp4").symlink_to(CARPHONE)
+    path = str(SCRIPT) if script == "absolute" else os.path.relpath(SCRIPT, tmp_path)
+    args = ["-c", "y4m", path, "-a", "scale=2", "-a", f"weights={weights}", "-a", "frames=1"]
+    run = run_vspipe(*args, "-a", "src=clip.mp4", "-", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr.decode(errors="replace")
+    info, frames = read_y4m(run.stdout)
+    assert (info["W"], info["H"], len(frames)) == ("352", "288", 1)
+    run = run_vspipe(*args, "-a", "src=missing.mp4", "-", cwd=tmp_path)
+    assert run.returncode != 0 and not run.stdout
+    assert f"src={tmp_path / 'missing.mp4'}: no such file" in run.stderr.decode(errors="replace")
 
 
 def naive_rlfn(clip, scale, model, weights, num_streams):
