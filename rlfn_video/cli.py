@@ -97,6 +97,20 @@ Half = Annotated[Optional[bool], typer.Option("--half/--no-half", help="Low prec
 Fp32Half = Annotated[bool, typer.Option("--half/--no-half", help="Low precision (fp16 on CUDA, bf16 on CPU) "
                                         "instead of fp32, the precision published scores use.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", "-y", help="Replace OUT if it exists.")]
+Bitrate = Annotated[Optional[str], typer.Option(help="Target bitrate, e.g. 8M or 2500k (instead of --crf).")]
+EncoderOption = Annotated[Optional[list[str]], typer.Option("--encoder-option", "-x", metavar="KEY=VALUE",
+                                                           help="An encoder option (repeatable), e.g. -x tune=film "
+                                                                "-x x265-params=aq-mode=3; keys are checked.")]
+Size = Annotated[Optional[str], typer.Option(metavar="WxH", help="Target size: the smallest model scale that "
+                                             "reaches it, then a Lanczos downscale; the picture keeps its shape "
+                                             "(fits inside WxH), the sample aspect ratio is kept.")]
+Width = Annotated[Optional[int], typer.Option(help="Target width (height follows the aspect); as --size.")]
+Height = Annotated[Optional[int], typer.Option(help="Target height (width follows the aspect); as --size.")]
+Tile = Annotated[str, typer.Option(help="auto (whole frames unless the GPU runs short of memory), off, or a tile "
+                                        "size in input pixels (aligned, overlapping tiles).")]
+Deinterlace = Annotated[str, typer.Option(help="auto (interlaced frames through bwdif, one frame each; "
+                                               "progressive untouched), frame, field (one frame per field: double "
+                                               "rate) or off.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notes; errors only.")]
 Codec = Annotated[str, typer.Option(help="Video encoder: libx264, libx265, libsvtav1, ffv1, ...")]
 Crf = Annotated[Optional[int], typer.Option(help="Constant rate factor (encoder default if unset).")]
@@ -188,6 +202,17 @@ def video(
     crf: Crf = None,
     preset: Preset = None,
     pix_fmt: PixFmt = None,
+    bitrate: Bitrate = None,
+    encoder_option: EncoderOption = None,
+    size: Size = None,
+    width: Width = None,
+    height: Height = None,
+    tile: Tile = "auto",
+    deinterlace: Deinterlace = "auto",
+    start: Annotated[Optional[str], typer.Option(help="Start here: seconds (12.5) or HH:MM:SS.mmm; the output "
+                                                 "starts at 0.")] = None,
+    frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.")] = None,
+    duration: Annotated[Optional[str], typer.Option(help="Stop after this long (seconds or HH:MM:SS.mmm).")] = None,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
     segment: Segment = None,
@@ -201,17 +226,23 @@ def video(
 
     With --segment, --devices, --workers or --ray (or a manifest left by an interrupted
     segmented run) IN is split at keyframes into segments that are encoded separately, resumed
-    after an interruption, and joined by stream copy."""
+    after an interruption, and joined by stream copy. --start/--frames/--duration take a piece
+    for trying settings (not with segments)."""
     from .segmented import manifest_path
     from .transcode import upscale_video
 
     segmented = any(x is not None for x in (segment, devices, workers, ray)) or manifest_path(dst).exists()
-    options = dict(scale=scale, model=model, weights=weights, half=half, codec=codec, crf=crf, preset=preset,
-                   pix_fmt=pix_fmt, overwrite=overwrite)
+    options = _video_options(scale=scale, model=model, weights=weights, half=half, codec=codec, crf=crf,
+                             preset=preset, pix_fmt=pix_fmt, bitrate=bitrate, encoder_option=encoder_option, size=size,
+                             width=width, height=height, tile=tile, deinterlace=deinterlace, overwrite=overwrite)
+    piece = _piece(start, frames, duration)
+    if segmented and piece:
+        _fail("--start/--frames/--duration take a piece in one pass; drop --segment/--devices/--workers/--ray "
+              "(or the manifest of an interrupted run)")
     with _Feedback(quiet) as fb:
         if not segmented:
             report = _run(upscale_video, src, dst, device=device, progress=fb.progress(src.name), warn=fb.warn,
-                          **options)
+                          **options, **piece)
         else:
             with _workers(devices or (None if device == "auto" else device), workers, ray) as pool:
                 report = _run(_segmented, src, dst, pool, options, segment, resume, keep_segments, fb,
@@ -220,6 +251,51 @@ def video(
         extra = f", {report.pipeline}" if segmented else ""
         err.print(f"{dst}: {report.frames_out} frames in {report.seconds:.1f} s ({report.fps:.2f} fps{extra})",
                   markup=False)
+
+
+_DEINTERLACE = ("auto", "off", "frame", "field")
+
+
+def _video_options(*, codec: str, crf: int | None, preset: str | None, bitrate: str | None,
+                   encoder_option: list[str] | None, size: str | None, width: int | None, height: int | None,
+                   tile: str, deinterlace: str, **options) -> dict:
+    """The video/batch options as library arguments, every value checked before any work."""
+    from .codec_options import check
+    from .target_size import parse_size
+
+    extra = {}
+    for item in encoder_option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"-x {item}: give KEY=VALUE, e.g. -x tune=film")
+        extra[key] = value
+    _run(check, codec, crf=crf, preset=preset, bitrate=bitrate, extra=extra)
+    if size is not None and (width or height):
+        _fail("give --size or --width/--height, not both")
+    target = _run(parse_size, size) if size is not None else (width, height) if width or height else None
+    if target is not None and any(v is not None and v < 2 for v in target):
+        _fail(f"target size {target[0] or '-'}x{target[1] or '-'}: sides must be at least 2")
+    if tile not in ("auto", "off") and not (tile.isdigit() and int(tile) > 0):
+        _fail(f"--tile {tile}: give auto, off or a size in pixels")
+    if deinterlace not in _DEINTERLACE:
+        _fail(f"--deinterlace {deinterlace}: give {', '.join(_DEINTERLACE)}")
+    return dict(codec=codec, crf=crf, preset=preset, bitrate=bitrate, encoder_options=extra or None, size=target,
+                tile=None if tile == "off" else int(tile) if tile.isdigit() else "auto", deinterlace=deinterlace,
+                **options)
+
+
+def _piece(start: str | None, frames: int | None, duration: str | None) -> dict:
+    from .compare import parse_time
+
+    if frames is not None and duration is not None:
+        _fail("give --frames or --duration, not both")
+    if frames is not None and frames < 1:
+        _fail(f"--frames {frames}: must be at least 1")
+    piece = dict(start=_run(parse_time, start) if start is not None else None, frames=frames,
+                 duration=_run(parse_time, duration) if duration is not None else None)
+    if piece["duration"] == 0:
+        _fail("--duration must be more than 0")
+    return {k: v for k, v in piece.items() if v is not None}
 
 
 def _segments_kept(dst: Path) -> str:
@@ -311,6 +387,14 @@ def batch(
     crf: Crf = None,
     preset: Preset = None,
     pix_fmt: PixFmt = None,
+    bitrate: Bitrate = None,
+    encoder_option: EncoderOption = None,
+    size: Size = None,
+    width: Width = None,
+    height: Height = None,
+    tile: Tile = "auto",
+    deinterlace: Annotated[str, typer.Option(help="auto (interlaced frames through bwdif, one frame each; "
+                                                  "progressive untouched), frame or off.")] = "auto",
     ext: Annotated[Optional[str], typer.Option(help="Output container extension (default: the input's).")] = None,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
@@ -328,8 +412,9 @@ def batch(
     if len(paths) < 2:
         _fail("give at least one input and the output folder")
     *inputs, out_dir = paths
-    options = dict(scale=scale, model=model, weights=weights, half=half, codec=codec, crf=crf, preset=preset,
-                   pix_fmt=pix_fmt, overwrite=overwrite)
+    options = _video_options(scale=scale, model=model, weights=weights, half=half, codec=codec, crf=crf,
+                             preset=preset, pix_fmt=pix_fmt, bitrate=bitrate, encoder_option=encoder_option, size=size,
+                             width=width, height=height, tile=tile, deinterlace=deinterlace, overwrite=overwrite)
     failed = 0
     with _Feedback(quiet) as fb, _workers(devices, workers, ray) as pool:
 
@@ -692,6 +777,33 @@ def models() -> None:
     out.print(f"defaults: {zoo.DEFAULT_MODEL} for image, eval and bench; {zoo.DEFAULT_VIDEO_MODEL} for video and "
               f"batch ({zoo.DEFAULT_MODEL} at scales it has no weights for). video PSNR/SSIM: rlfn-video eval "
               f"--compressed, mean of clean and CRF 18/23/28/33.")
+
+
+Fp16 = Annotated[bool, typer.Option("--fp16", help="fp16 weights and compute, and fp16 input and output, which "
+                                    "is what vs-mlrt's fp16 path (an RGBH clip) and TensorRT take; written only if "
+                                    "it matches fp32 on Set14 where found (>= 50 dB, >= 97 % within +-1 in 8 bits).")]
+
+
+@app.command(cls=_Command)
+def export(
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="OUT", help="The .onnx file to write.")],
+    scale: Scale = 4,
+    model: Model = None,
+    weights: Weights = None,
+    fp16: Fp16 = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Write the model as ONNX for vs-mlrt, chaiNNer, onnxruntime, TensorRT or OpenVINO: input `input`, NCHW
+    RGB in [0, 1] (dynamic batch and size, at least 15x15); output `output`, clamped [0, 1]. Needs the onnx
+    extra."""
+    from .onnx_export import export_onnx, gate_summary
+
+    result = _run(export_onnx, output, scale=scale, model=model, weights=weights, fp16=fp16, overwrite=overwrite)
+    m = result.metadata
+    typer.echo(f"wrote {result.path}: {m['model']} {m['precision']}, opset {m['opset']}, input at least "
+               f"{m['min_size']}x{m['min_size']}")
+    if result.gate:
+        typer.echo(gate_summary(result.gate))
 
 
 def run() -> None:

@@ -4,7 +4,9 @@ upscaled frames and carry the other streams over (`Sink`).
 Other streams are copied packet for packet (`add_stream_from_template`); when the output
 container cannot hold their codec, audio is re-encoded (AAC, else the container's default) and
 text subtitles converted (mov_text for MP4, subrip for Matroska, ...); what cannot be carried is
-dropped. Each such decision goes to the `warn` callback. `Sink` is created in the caller's thread
+dropped. Chapters, tags and dispositions follow (`streams.py`), HDR static metadata goes through
+the encoder's parameters (`hdr.py`), options are checked first (`codec_options.py`). Each
+decision that loses something goes to the `warn` callback. `Sink` is created in the caller's thread
 and then written by the encode thread of `transcode.py`, never by two threads at once.
 """
 
@@ -19,6 +21,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from . import codec_options, hdr, streams
 from .colour import ColourSpec, Matrix, default_matrix, format_layout
 from .errors import EncoderError, OutputError
 from .media import PLANAR_DEPTHS, Source, VideoInfo, planar_depth, planar_format, plane_view
@@ -30,9 +33,6 @@ _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.
 _PACKED_TWINS = {"gbrp": ("bgr0", "rgb24", "bgr24", "rgb0"), "yuv420p": ("nv12",), "yuv420p10le": ("p010le",),
                  "yuv420p16le": ("p016le",)}
 _TEXT_SUBS = ("mov_text", "subrip", "ass", "webvtt")  # what a text subtitle may be converted to
-# Tags that describe the old encode, not the new one.
-_STALE_TAGS = ("encoder", "duration", "bps", "number_of_frames", "number_of_bytes", "_statistics",
-               "major_brand", "minor_version", "compatible_brands")
 # Used when a text subtitle decoder supplies no ASS header (mov_text and subrip encoders need one).
 _ASS_HEADER = (b"[Script Info]\nScriptType: v4.00+\nPlayResX: 384\nPlayResY: 288\n\n[V4+ Styles]\n"
                b"Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, "
@@ -55,39 +55,33 @@ def _audio_layout(stream: av.audio.AudioStream) -> str:
     return _DEFAULT_LAYOUTS.get(layout.nb_channels, layout.name)
 
 
-def _clean_tags(tags: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in tags.items() if not k.lower().startswith(_STALE_TAGS)}
-
-
 @dataclass(frozen=True)
 class VideoPlan:
     codec: str
     pix_fmt: str  # what the encoder gets
     fill_format: str  # planar format the planes are written in (== pix_fmt unless that one is packed)
-    options: dict[str, str]
+    options: dict[str, str]  # checked AVOptions: crf, preset, -x KEY=VALUE, the HDR parameters
     colour: ColourSpec  # how the output planes are computed, and the tags written
     width: int
     height: int
+    bit_rate: int | None = None  # bits/s target (None: the encoder's rate control, crf or default)
+    model_size: tuple[int, int] | None = None  # the planes' size when a target size resizes them (Lanczos)
 
 
 def plan_video(info: VideoInfo, *, width: int, height: int, codec: str = "libx264", crf: float | None = None,
-               preset: str | None = None, pix_fmt: str | None = None, warn: Warn = lambda m: None) -> VideoPlan:
-    """Check encoder and options against this FFmpeg build; pick the pixel format and colour spec."""
-    try:
-        enc = av.codec.Codec(codec, "w")
-    except ValueError:
-        raise EncoderError(f"encoder {codec!r} is not in this FFmpeg build") from None
-    if enc.type != "video":
-        raise EncoderError(f"{codec!r} is a {enc.type} encoder, not a video one")
+               preset: str | None = None, pix_fmt: str | None = None, bitrate: str | int | None = None,
+               encoder_options: dict[str, str] | None = None, model_size: tuple[int, int] | None = None,
+               warn: Warn = lambda m: None) -> VideoPlan:
+    """Check encoder and options against this FFmpeg build; pick the pixel format and colour spec.
+
+    `bitrate`: bits/s, "8M" or "2500k" (not with `crf`); `encoder_options`: KEY=VALUE AVOptions
+    of the encoder (what `-x` passes), each key checked, unknown ones refused with close matches.
+    `model_size`: the upscaled planes' size, when it differs from the encoded `width` x `height`
+    (a target size, target_size.py): each frame is resized with swscale's Lanczos before encoding."""
+    enc = codec_options.video_encoder(codec)
     available = [f.name for f in enc.video_formats or []]
-    supported = enc.create("video").supported_options
-    names = {o.name for o in (*supported.private, *supported.generic)}
-    options = {}
-    for key, value in (("crf", crf), ("preset", preset)):
-        if value is not None:
-            if key not in names:
-                raise EncoderError(f"encoder {codec} has no {key!r} option")
-            options[key] = str(value)
+    options, bit_rate = codec_options.encoder_options(codec, enc.create("video"), crf=crf, preset=preset,
+                                                      bitrate=bitrate, extra=encoder_options)
     src = info.colour
     src_rgb = src.matrix is Matrix.RGB
     if pix_fmt is not None:
@@ -115,8 +109,14 @@ def plan_video(info: VideoInfo, *, width: int, height: int, codec: str = "libx26
         colour = ColourSpec(matrix=m, full_range=False, primaries=src.primaries, transfer=src.transfer,
                             bit_depth=depth, subsampling=sub, chroma_loc="left", colorspace=code)
         warn(f"RGB input encoded as Y'CbCr ({m.value}, limited range): {codec} takes no planar RGB")
+    hdr.notes(codec, info.hdr, transfer=colour.transfer, bit_depth=depth, warn=warn)
+    ours = hdr.encoder_params(codec, info.hdr, transfer=colour.transfer, bit_depth=depth)
+    if ours:
+        key = hdr.params_option(codec)
+        options[key] = codec_options.merge_params(options.get(key), ours)
     return VideoPlan(codec=codec, pix_fmt=pix_fmt, fill_format=planar_format(rgb, depth, sub), options=options,
-                     colour=colour, width=width, height=height)
+                     colour=colour, width=width, height=height, bit_rate=bit_rate,
+                     model_size=model_size if model_size != (width, height) else None)
 
 
 def _choose_layout(available: list[str], rgb: bool, depth: int, sub: str, width: int, height: int,
@@ -163,7 +163,9 @@ class Sink:
             self._routes: dict[int, Callable[[av.Packet], None]] = {}
             for stream in source.carry:
                 self._add_carried(stream, warn)
-            self._out.metadata.update(_clean_tags(source.container.metadata))
+            self._out.metadata.update(streams.clean_tags(source.container.metadata))
+            if source.span is None:  # a segment holds the video alone; the join adds the rest
+                streams.copy_chapters(source.container, self._out, warn)
         except BaseException:
             self.close()
             raise
@@ -180,6 +182,8 @@ class Sink:
         vs = out.add_stream(plan.codec, options=plan.options)
         cc, spec = vs.codec_context, plan.colour
         cc.width, cc.height, cc.pix_fmt = plan.width, plan.height, plan.pix_fmt
+        if plan.bit_rate:
+            cc.bit_rate = plan.bit_rate
         vs.time_base = cc.time_base = info.time_base  # same pts in, same pts out (VFR stays VFR)
         if info.rate:
             cc.framerate = info.rate
@@ -191,7 +195,7 @@ class Sink:
             cc.chroma_sample_location = spec.chroma_loc_code
         if info.display_matrix:
             vs.set_display_matrix(info.display_matrix)
-        vs.metadata.update(_clean_tags(source.video.metadata))
+        streams.copy_identity(source.video, vs)
         return vs
 
     def _copy_video(self, source: Source, template: av.VideoStream) -> av.VideoStream:
@@ -199,7 +203,7 @@ class Sink:
         vs.time_base = template.time_base
         if source.info.display_matrix:
             vs.set_display_matrix(source.info.display_matrix)
-        vs.metadata.update(_clean_tags(source.video.metadata))
+        streams.copy_identity(source.video, vs)
         return vs
 
     def write_video_packet(self, packet: av.Packet) -> None:
@@ -212,10 +216,14 @@ class Sink:
         out = self._out
         name = s.codec_context.name if s.codec_context else s.type
         label = f"{s.type} stream #{s.index} ({name})"
+        if streams.hidden(s):
+            return  # a QuickTime chapter track: its chapters are copied as chapters
         if s.type == "attachment":
             if out.format.name.startswith("matroska"):
-                out.add_attachment(s.metadata.get("filename", f"attachment{s.index}"),
-                                   s.mimetype or "application/octet-stream", s.data)
+                a = out.add_attachment(s.metadata.get("filename", f"attachment{s.index}"),
+                                       s.mimetype or "application/octet-stream", s.data)
+                tags = streams.stream_tags(s)
+                a.metadata.update({k: v for k, v in tags.items() if k not in ("filename", "mimetype")})
             else:
                 warn(f"{label} dropped: {out.format.name} holds no attachments")
             return
@@ -243,8 +251,7 @@ class Sink:
             warn(f"{out.format.name} cannot hold {label}; converting it to {target}")
         elif o is None:
             return warn(f"{label} dropped: {out.format.name} cannot hold it")
-        o.metadata.update(_clean_tags(s.metadata))
-        o.disposition = s.disposition
+        streams.copy_identity(s, o)
         self._routes[s.index] = route
 
     def _mux(self, packets: av.Packet | list[av.Packet]) -> None:
@@ -277,10 +284,13 @@ class Sink:
 
     def write_frame(self, planes: tuple[np.ndarray, ...], pts: int, time_base: Fraction) -> None:
         plan, spec = self.plan, self.plan.colour
-        frame = av.VideoFrame(plan.width, plan.height, plan.fill_format)
+        frame = av.VideoFrame(*(plan.model_size or (plan.width, plan.height)), plan.fill_format)
         for plane, data in zip(frame.planes, planes):
             plane_view(plane, data.dtype)[:] = data
-        if plan.fill_format != plan.pix_fmt:
+        if plan.model_size is not None:  # same format and range: swscale only resamples
+            frame = frame.reformat(plan.width, plan.height, plan.pix_fmt, src_color_range=spec.color_range,
+                                   dst_color_range=spec.color_range, interpolation="LANCZOS", threads=1)
+        elif plan.fill_format != plan.pix_fmt:
             frame = frame.reformat(format=plan.pix_fmt, src_color_range=spec.color_range,
                                    dst_color_range=spec.color_range, threads=1)
         frame.pts, frame.time_base = pts, time_base

@@ -16,7 +16,7 @@ import heapq
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -24,9 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import av
 
-from . import encode, media
+from . import encode, media, target_size
+from .codec_options import parse_bitrate
 from .colour import ColourSpec
-from .errors import OutputError, RlfnError, UnsupportedScaleError
+from .deinterlace import check_mode as check_deinterlace
+from .errors import OutputError, RlfnError, UnsupportedInputError, UnsupportedScaleError
+from .hdr import HdrMetadata
 from .manifest import Manifest, SegmentRecord, input_fingerprint, sha256_file
 from .pipeline import PipelineOptions
 from .segments import index_video, plan_segments
@@ -51,6 +54,44 @@ class EncodeSettings:
     crf: float | None = None
     preset: str | None = None
     pix_fmt: str | None = None
+    bitrate: str | int | None = None  # "8M", "2500k", bits/s (not with crf)
+    encoder_options: tuple[tuple[str, str], ...] = ()  # -x KEY=VALUE; a dict (or None) is accepted, stored sorted
+    deinterlace: str = "auto"  # as in upscale_video; "field" is refused (see __post_init__)
+    size: tuple[int | None, int | None] | None = None  # a target size, as in upscale_video; see `fitted`
+    out_size: tuple[int, int] | None = None  # the encoded size `fitted` chose (None: scale x the input)
+
+    def __post_init__(self) -> None:
+        if self.encoder_options is None:
+            object.__setattr__(self, "encoder_options", ())
+        if isinstance(self.encoder_options, Mapping):  # kept hashable and in a stable order
+            object.__setattr__(self, "encoder_options", tuple(sorted((str(k), str(v))
+                                                                     for k, v in self.encoder_options.items())))
+        # One frame per field would double each segment's frames and time base, which the manifest's
+        # per-segment frame counts and the join do not allow for.
+        if check_deinterlace(self.deinterlace) == "field":
+            raise UnsupportedInputError("deinterlace='field' cannot run in segments (it doubles the frame rate); "
+                                        "use deinterlace='frame' or run without segments")
+
+    def fitted(self, info: media.VideoInfo, note: Callable[[str], None] = lambda m: None) -> EncodeSettings:
+        """These settings for this input: with a target `size`, its model scale and exact output size."""
+        if self.size is None:
+            return self
+        fit = target_size.fit(info.width, info.height, target_width=self.size[0], target_height=self.size[1])
+        note(fit.note(info.width, info.height))
+        return replace(self, scale=fit.scale, out_size=(fit.width, fit.height))
+
+    def plan(self, info: media.VideoInfo, warn: Callable[[str], None] = lambda m: None) -> encode.VideoPlan:
+        """The encoder plan for this input (after `fitted`)."""
+        model_size = (info.width * self.scale, info.height * self.scale)
+        width, height = self.out_size or model_size
+        return encode.plan_video(info, width=width, height=height, model_size=model_size, warn=warn,
+                                 **self.video_options)
+
+    @property
+    def video_options(self) -> dict[str, Any]:
+        """The encoder arguments of `encode.plan_video`."""
+        return dict(codec=self.codec, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt, bitrate=self.bitrate,
+                    encoder_options=dict(self.encoder_options))
 
     @classmethod
     def create(cls, *, device_kind: str, half: bool | None = None, precision: str | None = None,
@@ -76,7 +117,12 @@ class EncodeSettings:
         weights = Path(self.weights) if self.weights else embedded_weights(self.model_name, self.scale)
         return {"scale": self.scale, "model": self.model, "weights_sha256": sha256_file(weights),
                 "precision": self.precision, "tile": self.tile, "codec": self.codec, "crf": self.crf,
-                "preset": self.preset, "pix_fmt": self.pix_fmt}
+                "preset": self.preset, "pix_fmt": self.pix_fmt,
+                # None when unset: manifests written before these existed still match
+                "bitrate": parse_bitrate(self.bitrate) if self.bitrate is not None else None,
+                "encoder_options": dict(self.encoder_options) or None,
+                "deinterlace": None if self.deinterlace == "off" else self.deinterlace,  # None: as before it existed
+                "size": list(self.out_size) if self.out_size else None}
 
 
 @dataclass(frozen=True)
@@ -88,6 +134,7 @@ class SegmentTask:
     colour: ColourSpec  # of the whole input (a segment's first frame might be tagged otherwise)
     settings: EncodeSettings
     pipeline: PipelineOptions | None = None
+    hdr: HdrMetadata | None = None  # of the whole input: every segment writes the same
 
 
 @dataclass(frozen=True)
@@ -106,11 +153,10 @@ def encode_segment(task: SegmentTask, engine: Any,
     `progress(done, total)`: frames of this segment, as in `upscale_video`."""
     dst = Path(task.dst)
     s = task.settings
-    with media.Source(task.src, span=task.span) as source:
-        source.info = replace(source.info, colour=task.colour)
+    with media.Source(task.src, span=task.span, deinterlace=s.deinterlace) as source:
+        source.info = replace(source.info, colour=task.colour, hdr=task.hdr)
         info = source.info
-        plan = encode.plan_video(info, width=info.width * s.scale, height=info.height * s.scale, codec=s.codec,
-                                 crf=s.crf, preset=s.preset, pix_fmt=s.pix_fmt)
+        plan = s.plan(info)
         tmp = dst.with_name(f".{dst.stem}.part-{os.getpid()}{dst.suffix}")
         try:
             _, frames, seconds, _ = transcode_into(source, tmp, plan, engine, pipeline=task.pipeline,
@@ -129,11 +175,11 @@ def manifest_path(dst: Path) -> Path:
 
 
 def _prepare(src: Path, dst: Path, settings: EncodeSettings, seconds: float, resume: bool,
-             note: Callable[[str], None]) -> tuple[Manifest, media.VideoInfo, encode.VideoPlan]:
+             note: Callable[[str], None]) -> tuple[Manifest, media.VideoInfo, encode.VideoPlan, EncodeSettings]:
+    """(manifest, info, plan, the settings `fitted` to this input)."""
     info = media.probe(src)
-    plan = encode.plan_video(info, width=info.width * settings.scale, height=info.height * settings.scale,
-                             codec=settings.codec, crf=settings.crf, preset=settings.preset,
-                             pix_fmt=settings.pix_fmt, warn=note)
+    settings = settings.fitted(info, note)
+    plan = settings.plan(info, warn=note)
     index = index_video(src)
     if index is None:
         note("packets without timestamps: processing the input as one segment")
@@ -145,7 +191,7 @@ def _prepare(src: Path, dst: Path, settings: EncodeSettings, seconds: float, res
         manifest = Manifest.load(path)
         manifest.check_matches(fingerprint, wanted)
         manifest.folder.mkdir(exist_ok=True)
-        return manifest, info, plan
+        return manifest, info, plan, settings
     if path.exists():  # --no-resume: start over
         path.unlink()
         shutil.rmtree(path.with_suffix(""), ignore_errors=True)
@@ -157,7 +203,7 @@ def _prepare(src: Path, dst: Path, settings: EncodeSettings, seconds: float, res
         manifest.save()
     except OSError as e:
         raise OutputError(f"{dst}: cannot write the segment manifest in {dst.parent} ({e.strerror})") from None
-    return manifest, info, plan
+    return manifest, info, plan, settings
 
 
 def _video_packets(paths: list[Path], extradata: bytes | None, dts: list[int] | None = None) -> Iterator[av.Packet]:
@@ -252,7 +298,7 @@ def upscale_segmented(
     if not isinstance(settings.scale, int) or settings.scale < 1:
         raise UnsupportedScaleError(f"scale must be a positive integer, got {settings.scale!r}")
     media.check_output(src, dst, overwrite=overwrite)
-    manifest, info, plan = _prepare(src, dst, settings, segment_seconds, resume, note)
+    manifest, info, plan, settings = _prepare(src, dst, settings, segment_seconds, resume, note)
     total = None if any(r.frames is None for r in manifest.segments) else sum(r.frames for r in manifest.segments)
     todo, done = [], 0
     for record in manifest.segments:
@@ -263,7 +309,7 @@ def upscale_segmented(
             note(f"segment {record.index}: file missing or checksum mismatch; redoing it")
             record.sha256 = record.bytes = None
         todo.append(SegmentTask(str(src.resolve()), str(manifest.segment_path(record).resolve()), record.index,
-                                record.span, info.colour, settings, pipeline))
+                                record.span, info.colour, settings, pipeline, hdr=info.hdr))
     if progress is not None:
         progress(done, total)
     t0 = time.perf_counter()

@@ -42,10 +42,14 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(m[1]), int(m[2])
 
 
-def _even(x: float, limit: int | None = None) -> int:
-    """`x` rounded to an even size (down when it is a limit, else to the nearest, but within `limit`)."""
-    even = int(x) // 2 * 2 if limit is None else min(int(round(x / 2)) * 2, limit // 2 * 2 or 2)
-    return max(2, even)
+def _floor_even(x: float) -> int:
+    return max(2, int(x) // 2 * 2)
+
+
+def _near_even(x: float, limit: int | None) -> int:
+    """`x` to the nearest even size, at most `limit` (the box's other side, when there is one)."""
+    even = int(round(x / 2)) * 2
+    return max(2, even if limit is None else min(even, limit // 2 * 2))
 
 
 def fit(width: int, height: int, *, size: tuple[int, int] | None = None, target_width: int | None = None,
@@ -61,9 +65,9 @@ def fit(width: int, height: int, *, size: tuple[int, int] | None = None, target_
         raise RlfnError(f"target size {box_w}x{box_h}: sides must be positive")
     aspect = width / height
     if box_h is None or (box_w is not None and box_w / box_h < aspect):  # the width decides
-        out_w, out_h = _even(box_w), _even(box_w / aspect, box_h)
+        out_w, out_h = _floor_even(box_w), _near_even(box_w / aspect, box_h)
     else:
-        out_w, out_h = _even(box_h * aspect, box_w), _even(box_h)
+        out_w, out_h = _near_even(box_h * aspect, box_w), _floor_even(box_h)
     if out_w <= width and out_h <= height:
         raise RlfnError(f"target {out_w}x{out_h} is not larger than the {width}x{height} input; nothing to upscale")
     for s in sorted(scales):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import encode, hwcodec, media
+from . import encode, hwcodec, media, target_size
 from .colour import ColourSpec
 from .errors import RlfnError, UnsupportedScaleError
 from .pipeline import FramePipeline, PipelineOptions, make_pipeline
@@ -145,20 +145,38 @@ def upscale_video(
     crf: float | None = None,
     preset: str | None = None,
     pix_fmt: str | None = None,
+    bitrate: str | int | None = None,
+    encoder_options: dict[str, str] | None = None,
+    size: tuple[int | None, int | None] | None = None,
+    tile: int | str | None = "auto",
     overwrite: bool = False,
     progress: Progress | None = None,
     warn: Callable[[str], None] | None = None,
     engine: Any = None,
     max_frames: int | None = None,
     pipeline: PipelineOptions | None = None,
+    deinterlace: str = "auto",
+    start: float | None = None,
+    frames: int | None = None,
+    duration: float | None = None,
 ) -> TranscodeReport:
     """Upscale every frame of `src` into `dst`, keeping timing, colour, rotation, audio and subtitles.
 
     `engine`: a ready `Engine` (or any object with `.scale` and `__call__(rgb NCHW) -> NCHW`);
     when given, `scale`, `model`, `weights`, `device` and `half` are not used. `model`: a name of
     `models.zoo.MODELS`; None with no `weights` is `zoo.DEFAULT_VIDEO_MODEL`, or the clean model
-    at a scale the video model has no weights for. `max_frames` stops
-    after that many frames (previews, tests); other streams stop at about the same time.
+    at a scale the video model has no weights for. `bitrate` ("8M", "2500k"; not with `crf`) and
+    `encoder_options` (AVOptions of the encoder, each key checked) go to the encoder.
+    `size`: a target (width, height), either side None for "follows the aspect": the smallest
+    model scale that covers it runs (`scale` is not used), then a Lanczos resize to the exact size
+    (target_size.py). `tile`: "auto", None (whole frames) or a tile size in LR pixels (engine.py).
+    A piece, for trying settings: `start` (seconds from the first frame; from the keyframe at or
+    before it, the frames before it dropped), and `frames` (`max_frames`: the older name) or
+    `duration` (seconds); the other streams keep their packets inside the same window and, with a
+    `start`, every stream is shifted so the output starts at 0. `deinterlace`: "auto" (frames
+    flagged interlaced go through bwdif, one frame each; progressive input untouched), "frame"
+    (the same, and says so when nothing is flagged), "field" (one frame per field: double frame
+    rate), "off" (as decoded); what was done is a remark (see `media.Source`, deinterlace.py).
     `pipeline`: frames in flight, batching, streams, graphs (None: chosen from the frame size).
     `progress(done, total)` is called after each frame from this thread (`total` is None when
     the container has no frame count); `warn(message)` receives each remark, also listed in the
@@ -167,28 +185,41 @@ def upscale_video(
     """
     src, dst = Path(src), Path(dst)
     warnings, note = collect_warnings(warn)
-    with media.Source(src, max_frames=max_frames) as source:
+    with media.Source(src, max_frames=max_frames, deinterlace=deinterlace, start=start, frames=frames,
+                      duration=duration) as source:
         info = source.info
         for remark in info.notes:
             note(remark)
         media.check_output(src, dst, overwrite=overwrite)
+        fitted = None
+        if size is not None:
+            fitted = target_size.fit(info.width, info.height, target_width=size[0], target_height=size[1],
+                                     scales=(engine.scale,) if engine is not None else target_size.MODEL_SCALES)
+            scale = fitted.scale
+            note(fitted.note(info.width, info.height))
         factor = engine.scale if engine is not None else scale
         if not isinstance(factor, int) or factor < 1:
             raise UnsupportedScaleError(f"scale must be a positive integer, got {factor!r}")
+        model_size = (info.width * factor, info.height * factor)
         with media.atomic_output(dst, overwrite=overwrite) as tmp:  # fails early on an unwritable folder
-            plan = encode.plan_video(info, width=info.width * factor, height=info.height * factor, codec=codec,
-                                    crf=crf, preset=preset, pix_fmt=pix_fmt, warn=note)
+            plan = encode.plan_video(info, width=fitted.width if fitted else model_size[0],
+                                     height=fitted.height if fitted else model_size[1], codec=codec, crf=crf,
+                                     preset=preset, pix_fmt=pix_fmt, bitrate=bitrate,
+                                     encoder_options=encoder_options, model_size=model_size, warn=note)
             if engine is None:
                 from .engine import Engine  # deferred: validating the request needs no model
 
                 from .models.zoo import video_model_for
 
                 engine = Engine.from_options(scale=scale, model=video_model_for(model, weights, scale), weights=weights,
-                                             device=device, half=half)
+                                             device=device, half=half, tile=tile)
             hardware = hwcodec.describe(getattr(engine, "device", None), info.codec, plan.codec)
-            total = min(filter(None, (info.frames, max_frames)), default=None)
-            frames_in, frames_out, seconds, path = transcode_into(
-                source, tmp, plan, engine, pipeline=pipeline, progress=progress, total=total, warn=note, name=str(dst))
+            _, frames_out, seconds, path = transcode_into(
+                source, tmp, plan, engine, pipeline=pipeline, progress=progress, total=source.total, warn=note,
+                name=str(dst))
+        for remark in source.summary():
+            note(remark)
+        frames_in = source.frames_in
     return TranscodeReport(
         src=src, dst=dst, frames_in=frames_in, frames_out=frames_out, seconds=seconds,
         fps=frames_out / seconds if seconds > 0 else 0.0, size_in=(info.width, info.height),

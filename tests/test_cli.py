@@ -297,7 +297,7 @@ def test_help_reads_as_users_type():
     assert "Usage: rlfn-video IN OUT [OPTIONS]" in main and "rlfn-video COMMAND [ARGS]..." in main
     assert "..." not in main.split("Commands:")[1].replace("[ARGS]...", "")  # descriptions uncut
     assert "keeping audio, subtitles, timing and colour." in " ".join(main.split())
-    for command in ("video", "batch", "image", "eval", "compare", "bench", "models"):
+    for command in ("video", "batch", "image", "eval", "compare", "bench", "models", "export"):
         text = _help(command)
         assert "{" not in text.split("\n\n")[0], text  # usage without {IN} {OUT}
         assert "<" not in text and "list[" not in text, text  # no Python type names
@@ -373,3 +373,38 @@ def test_segmented_interrupt_says_what_is_kept(tmp_path, monkeypatch):
     records[0].sha256 = "0" * 64
     res = runner.invoke(app, ["in.mp4", str(dst), "--segment", "1", "--devices", "cpu"])
     assert res.exit_code == 130 and f"1 committed segment(s) kept in {manifest_path(dst)}" in res.output
+
+
+def test_new_video_options_reach_the_library(fake_upscale):
+    res = runner.invoke(app, ["in.mp4", "out.mp4", "--height", "2160", "--tile", "256", "--bitrate", "8M", "-x",
+                              "tune=film", "-x", "x264-params=keyint=48", "--deinterlace", "field", "--start",
+                              "00:01:02.5", "--duration", "10", "-q"])
+    assert res.exit_code == 0, res.output
+    (_, _, kw), = fake_upscale
+    assert {k: kw[k] for k in ("size", "tile", "bitrate", "encoder_options", "deinterlace", "start", "duration")} == \
+        dict(size=(None, 2160), tile=256, bitrate="8M", encoder_options={"tune": "film", "x264-params": "keyint=48"},
+             deinterlace="field", start=62.5, duration=10.0)
+    assert "frames" not in kw
+    runner.invoke(app, ["in.mp4", "out.mp4", "--size", "3840x2160", "--tile", "off", "-q"])
+    assert fake_upscale[1][2]["size"] == (3840, 2160) and fake_upscale[1][2]["tile"] is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--crf", "99"], "crf 99 is out of range for libx264 (0-51)"),
+    (["--preset", "turbo"], "unknown preset 'turbo' for libx264; valid: ultrafast"),
+    (["-x", "fooo=1"], "libx264 has no option 'fooo'"),
+    (["-x", "tune"], "-x tune: give KEY=VALUE"),
+    (["--bitrate", "5M", "--crf", "20"], "give crf or bitrate, not both"),
+    (["--size", "4k"], "give WIDTHxHEIGHT"),
+    (["--size", "100x100", "--height", "200"], "--size or --width/--height, not both"),
+    (["--tile", "big"], "--tile big: give auto, off or a size"),
+    (["--deinterlace", "yes"], "--deinterlace yes: give auto, off, frame, field"),
+    (["--frames", "0"], "--frames 0: must be at least 1"),
+    (["--frames", "5", "--duration", "2"], "--frames or --duration, not both"),
+    (["--start", "soon"], "bad time 'soon'"),
+    (["--start", "3", "--segment", "10"], "take a piece in one pass"),
+])
+def test_bad_option_values_fail_before_any_work(fake_upscale, args, message):
+    res = runner.invoke(app, ["in.mp4", "out.mp4", *args])
+    assert res.exit_code != 0 and message in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and not fake_upscale

@@ -44,3 +44,55 @@ def test_parse_size():
     for bad in ("3840", "0x100", "axb", "3840x"):
         with pytest.raises(RlfnError, match="WIDTHxHEIGHT"):
             parse_size(bad)
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+def _frames(path):
+    import av
+
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        return (v.codec_context.width, v.codec_context.height), [f.to_ndarray(format="rgb24") for f in c.decode(v)]
+
+
+def test_upscale_video_to_a_target_height(tmp_path):
+    """x4 by the model, then Lanczos down to the target: the picture is the input's, resized."""
+    import numpy as np
+    from PIL import Image
+
+    from rlfn_video.transcode import upscale_video
+
+    from .conftest import NearestEngine, make_clip
+
+    src = make_clip(tmp_path / "in.mp4", size=(64, 48), frames=4, codec="ffv1", pix_fmt="yuv444p")
+    notes = []
+    report = upscale_video(src, tmp_path / "out.mkv", engine=NearestEngine(4), size=(None, 150), codec="ffv1",
+                           warn=notes.append)
+    assert report.size_out == (200, 150) and report.frames_out == 4
+    assert "target size 200x150: x4 model, downscaled (Lanczos)" in notes
+    size, got = _frames(tmp_path / "out.mkv")
+    _, ref = _frames(src)
+    assert size == (200, 150) and len(got) == 4
+    for g, r in zip(got, ref):
+        want = np.asarray(Image.fromarray(r).resize((256, 192), Image.NEAREST).resize((200, 150), Image.LANCZOS))
+        mse = np.mean((g.astype(float) - want) ** 2)
+        assert 10 * np.log10(255 ** 2 / mse) > 30
+
+
+def test_segmented_run_to_a_target_size(tmp_path):
+    """Segments are fitted the same way: the embedded model at the smallest scale that covers it."""
+    from rlfn_video.segmented import EncodeSettings, upscale_segmented
+    from rlfn_video.workers import InProcess
+
+    from .conftest import make_clip
+
+    src = make_clip(tmp_path / "in.mp4", size=(64, 48), frames=6, rate=10, options={"g": "3"})
+    settings = EncodeSettings(scale=4, precision="fp32", size=(130, None))  # x3 covers 130 (192 wide)
+    with InProcess("cpu") as pool:
+        report = upscale_segmented(src, tmp_path / "out.mp4", settings=settings, workers=pool, segment_seconds=0.3)
+    assert report.size_out == (130, 98) and report.frames_out == 6
+    size, got = _frames(tmp_path / "out.mp4")
+    assert size == (130, 98) and len(got) == 6
+    assert settings.fitted(__import__("rlfn_video.media").media.probe(src)).scale == 3
