@@ -175,6 +175,15 @@ def _run(fn, *args, interrupted: str | Callable[[], str] = "interrupted; nothing
         signal.signal(signal.SIGTERM, previous)
 
 
+def _stdout() -> Console:
+    """stdout for tables and reports: a terminal's width, or wide enough in a log or a pipe (rich
+    would wrap and cut columns at 80)."""
+    out = Console(highlight=False, soft_wrap=True)
+    if not out.is_terminal:
+        out.width = 200
+    return out
+
+
 _LIVE: list = []  # the progress bar on screen, if any (one at a time)
 
 
@@ -520,7 +529,7 @@ def eval_(
         raise typer.BadParameter("required unless --compressed", param_hint="'--data'")
     engines = [_run(Engine.from_options, scale=scale, model=m, weights=w, device=device, half=half)
                for m, w in _engine_specs(models, files)]
-    out = Console(highlight=False)
+    out = _stdout()
     for engine in engines:
         for folder in data:
             rows = _run(evaluate, engine, folder, scale, round_y=round_y)
@@ -597,7 +606,7 @@ def _eval_compressed(data: list[Path] | None, scale: int, models: list[str], fil
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-    out = Console(highlight=False)
+    out = _stdout()
     table = Table(title=f"compressed video x{scale}: {result.images} images ({', '.join(result.sets)}), "
                         f"{frames}-frame pans, {eval_video.CODEC} {eval_video.PRESET} 4:2:0")
     table.add_column("input")
@@ -684,9 +693,7 @@ def bench(
     engine = _run(Engine.from_options, scale=scale, model=model, weights=weights, device=device, half=half,
                   precision=precision)
     report = Report(engine, mode, codec)
-    out = Console(highlight=False, soft_wrap=True)
-    if not out.is_terminal:
-        out.width = 160  # a log or a pipe: no wrapping at 80 columns
+    out = _stdout()
     out.print(" | ".join(f"{k} {v}" for k, v in report.environment.items()))
     if jsonl:
         append_jsonl({"kind": "environment", "scale": report.scale, **report.environment}, jsonl)
@@ -752,7 +759,7 @@ def models() -> None:
     from .eval_video import summary
     from .models import read_checkpoint, zoo
 
-    out = Console(highlight=False)
+    out = _stdout()
     files = zoo.shipped()
     names = Table(title="models")
     for col in ("name", "arch", "purpose", "shipped"):
