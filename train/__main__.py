@@ -200,5 +200,41 @@ def card() -> None:
     typer.echo(write_card())
 
 
+# `data build` / `data report`: the training images rebuilt from Debian packages (train/data_recipe.py).
+data_app = typer.Typer(no_args_is_help=True, help="Training images rebuilt from Debian packages.")
+app.add_typer(data_app, name="data")
+PROJECT = Path(__file__).resolve().parents[1]
+DataOut = Annotated[Path, typer.Option(help="Folder of the PNGs: a --data folder; \"./train_data/debian\" in a recipe.")]
+Manifest = Annotated[Path, typer.Option(help="The manifest: packages, versions, kept files and their hashes.")]
+
+
+@data_app.command("build")
+def data_build(
+    out: DataOut = PROJECT / "train_data" / "debian",
+    manifest: Manifest = PROJECT / "train" / "recipes" / "data_debian.toml",
+    cache: Annotated[Path, typer.Option(help="Downloaded .debs and unpacked trees.")] = PROJECT / "train_data" / "cache",
+    update: Annotated[bool, typer.Option(help="Select again from the versions apt offers; rewrite the manifest.")] = False,
+) -> None:
+    """Download the packages (apt-get download), make the PNGs not yet in OUT, check every hash, print the report."""
+    from . import data_recipe
+
+    try:
+        stats = data_recipe.build(manifest, out, cache, update=update, on_log=lambda s: typer.echo(s, err=True))
+    except data_recipe.DataRecipeError as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{stats['written']} written, {stats['skipped']} already there, {stats['seconds']} s")
+    typer.echo(data_recipe.report(manifest, out))
+
+
+@data_app.command("report")
+def data_report(out: DataOut = PROJECT / "train_data" / "debian",
+                manifest: Manifest = PROJECT / "train" / "recipes" / "data_debian.toml") -> None:
+    """Images and megapixels per license, and how many of them OUT holds."""
+    from . import data_recipe
+
+    typer.echo(data_recipe.report(manifest, out))
+
+
 if __name__ == "__main__":
     app()

@@ -16,6 +16,13 @@ from pathlib import Path
 from .trainer import Runtime, Stage, StageConfig
 
 _FIELDS = {f.name for f in fields(StageConfig)}
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def _data_dir(data_root: Path, entry: str) -> str:
+    """A `data` entry: a folder under data_root, or under the project when it starts with "./"
+    (e.g. "./train_data/debian", built by `python -m train data build`); an absolute path as is."""
+    return str(PROJECT / entry if entry.startswith("./") else data_root / entry)
 
 
 def load_recipe(path: Path, runs: Path, data_root: Path) -> list[tuple[str, StageConfig, Path]]:
@@ -28,7 +35,7 @@ def load_recipe(path: Path, runs: Path, data_root: Path) -> list[tuple[str, Stag
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
     base = {k: v for k, v in raw.items() if k in _FIELDS}
-    base["data"] = [str(data_root / d) for d in base.get("data", [])]
+    base["data"] = [_data_dir(data_root, d) for d in base.get("data", [])]
     out, prev = [], None
     for st in stages:
         st = dict(st)
@@ -39,7 +46,7 @@ def load_recipe(path: Path, runs: Path, data_root: Path) -> list[tuple[str, Stag
         run_dir = runs / Path(path).stem / name
         cfg = {**base, **st}
         if "data" in st:
-            cfg["data"] = [str(data_root / d) for d in st["data"]]
+            cfg["data"] = [_data_dir(data_root, d) for d in st["data"]]
         init = cfg.get("init")
         if init == "none":
             cfg["init"] = None
