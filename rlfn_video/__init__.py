@@ -9,6 +9,7 @@
         rlfn_video.upscale_segmented("in.mp4", "out.mp4", settings=settings, workers=workers)
 """
 
+from .backends import Backend
 from .engine import Engine
 from .errors import (CheckpointError, EncoderError, OutputError, OutputExistsError, RlfnError, TruncatedInputError,
                      UnknownModelError, UnsupportedInputError, UnsupportedScaleError)
@@ -19,6 +20,7 @@ from .segmented import EncodeSettings, upscale_segmented
 from .transcode import upscale_video
 from .workers import make_workers
 
-__all__ = ["CheckpointError", "EncodeSettings", "EncoderError", "Engine", "ManifestMismatch", "OutputError",
-           "OutputExistsError", "RlfnError", "TruncatedInputError", "UnknownModelError", "UnsupportedInputError",
-           "UnsupportedScaleError", "load_model", "make_workers", "upscale_image", "upscale_segmented", "upscale_video"]
+__all__ = ["Backend", "CheckpointError", "EncodeSettings", "EncoderError", "Engine", "ManifestMismatch",
+           "OutputError", "OutputExistsError", "RlfnError", "TruncatedInputError", "UnknownModelError",
+           "UnsupportedInputError", "UnsupportedScaleError", "load_model", "make_workers", "upscale_image",
+           "upscale_segmented", "upscale_video"]

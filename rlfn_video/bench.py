@@ -5,10 +5,15 @@ Modes:
 - `pipeline`: synthetic YUV frames through the transcode's `FramePipeline` (planes -> colour ->
   model -> colour -> planes; on CUDA pinned buffers, streams, graphs, batching), several in
   flight: fps is frames over the whole run, the latency columns are gaps between outputs;
-- `e2e`: a real file decoded, upscaled and encoded by `upscale_video`;
+- `e2e`: a real file decoded, upscaled and encoded by `upscale_video` (the engine called once at
+  the clip's size first, so that OpenVINO's conversion or torch.compile counts as start-up);
 - `scaleout`: the same job split into keyframe segments (`upscale_segmented`) on 1, 2, ...
   workers (processes on this machine, one per GPU or sharing the CPU cores); wall time from
   the start of the run to the joined file, worker start-up and model loading included.
+Several engines (one per `--backend`) are measured in the same run, the naive loop once beside
+the first; with more than one, rows are labelled "ours torch", "ours openvino", ... and every
+row carries its `backend` ("torch fp32" for the naive loop). `--gate` first checks each engine
+against fp32 torch (precision_gate.py) and measures only those that pass.
 The naive baseline is what most SR video scripts do: one thread, per frame decode -> rgb24
 ndarray -> fp32 tensor -> model -> numpy -> encode, synchronous.
 """
@@ -24,7 +29,7 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,7 +39,7 @@ import torch
 
 from . import colour
 from .engine import Engine
-from .media import Picture
+from .media import Picture, probe
 from .pipeline import PipelineOptions, make_pipeline
 from .transcode import upscale_video
 
@@ -63,11 +68,13 @@ class Result:
     ms_p95: float
     peak_mem_mb: float
     extra: dict = field(default_factory=dict)
+    backend: str = ""  # what ran the network, e.g. "openvino bf16"; the naive loop: "torch fp32"
 
 
 def environment(engine: Engine, codec: str | None = None) -> dict:
     env = {"torch": torch.__version__, "device": str(engine.device), "precision": engine.precision,
-           "model": engine.name, "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+           "backend": engine.backend.label, "model": engine.name, "cpu": platform.processor() or platform.machine(),
+           "threads": torch.get_num_threads(),
            "pyav": av.__version__, "ffmpeg": ".".join(map(str, av.library_versions["libavcodec"]))}
     if engine.device.type == "cuda":
         p = torch.cuda.get_device_properties(engine.device)
@@ -75,6 +82,15 @@ def environment(engine: Engine, codec: str | None = None) -> dict:
     if codec:
         env["encoder"] = codec
     return env
+
+
+def _openvino_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("openvino")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _driver() -> str:
@@ -111,16 +127,20 @@ def _timed(fn: Callable[[], object], frames: int, device: torch.device, warmup: 
     return times
 
 
-def _result(mode: str, res: str, variant: str, times: list[float], device: torch.device, **extra) -> Result:
+def _result(mode: str, res: str, variant: str, times: list[float], device: torch.device, *, backend: str,
+            **extra) -> Result:
     ms = sorted(t * 1000 for t in times)
     p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
     return Result(mode, res, variant, len(ms), 1000 * len(ms) / sum(ms), statistics.median(ms), p95,
-                  _peak_mb(device), extra)
+                  _peak_mb(device), extra, backend)
+
+
+NAIVE = "torch fp32"  # the naive loop's backend
 
 
 def naive_engine(engine: Engine) -> Engine:
-    """The same weights as the naive scripts run them: fp32, contiguous memory."""
-    naive = Engine(copy.deepcopy(engine.model), device=engine.device, precision="fp32")
+    """The same weights as the naive scripts run them: torch, fp32, contiguous memory."""
+    naive = Engine(copy.deepcopy(engine.model), device=engine.device, precision="fp32", backend="torch")
     naive.model = naive.model.to(memory_format=torch.contiguous_format)
     return naive
 
@@ -132,17 +152,22 @@ def _naive_frame(model: torch.nn.Module, device: torch.device, rgb24: np.ndarray
     return y[0].mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
 
 
-def bench_model(engine: Engine, res: str, frames: int) -> list[Result]:
+def bench_model(engine: Engine, res: str, frames: int, *, variant: str = "ours",
+                with_naive: bool = True) -> list[Result]:
     w, h = parse_resolution(res)
     x = torch.rand(1, 3, h, w, device=engine.device)
+    out = [_result("model", res, variant, _timed(lambda: engine(x), frames, engine.device), engine.device,
+                   backend=engine.backend_label)]
+    if not with_naive:
+        return out
     naive = naive_engine(engine)
-    out = [_result("model", res, "ours", _timed(lambda: engine(x), frames, engine.device), engine.device)]
 
     def naive_step():
         with torch.inference_mode():
             return naive.model(x)
 
-    out.append(_result("model", res, "naive", _timed(naive_step, frames, engine.device), engine.device))
+    out.append(_result("model", res, "naive", _timed(naive_step, frames, engine.device), engine.device,
+                       backend=NAIVE))
     return out
 
 
@@ -174,14 +199,14 @@ def bench_pipeline(engine: Engine, res: str, frames: int, options: PipelineOptio
     if engine.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(engine.device)
     gaps, path = _pipelined(engine, spec, pic, frames, options)
-    ours = _result("pipeline", res, variant, gaps, engine.device, path=path,
+    ours = _result("pipeline", res, variant, gaps, engine.device, backend=engine.backend_label, path=path,
                    activation_mib_estimate=round(engine.activation_bytes(1, h, w) / 2**20, 1))
     if not with_naive:
         return [ours]
     naive = naive_engine(engine)
     rgb24 = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     base = _result("pipeline", res, "naive", _timed(lambda: _naive_frame(naive.model, engine.device, rgb24), frames,
-                                                    engine.device), engine.device)
+                                                    engine.device), engine.device, backend=NAIVE)
     return [ours, base]
 
 
@@ -217,26 +242,34 @@ def naive_transcode(src: Path, dst: Path, model: torch.nn.Module, device: torch.
     return n
 
 
-def bench_e2e(engine: Engine, res: str, frames: int, clip: Path | None, codec: str) -> list[Result]:
+def bench_e2e(engine: Engine, res: str, frames: int, clip: Path | None, codec: str, *, variant: str = "ours",
+              with_naive: bool = True) -> list[Result]:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         src = clip or synthetic_clip(tmp / f"src_{res}.mp4", res, frames)
+        info = probe(src)  # one call at the clip's size first: OpenVINO's conversion is start-up, not fps
+        engine(torch.rand(1, 3, info.height, info.width, device=engine.device))
+        _sync(engine.device)
         t = time.perf_counter()
         rep = upscale_video(src, tmp / "ours.mp4", engine=engine, codec=codec, max_frames=frames)
         ours_s = time.perf_counter() - t
-        naive = naive_engine(engine)
-        t = time.perf_counter()
-        n = naive_transcode(src, tmp / "naive.mp4", naive.model, engine.device, engine.scale, codec, frames)
-        naive_s = time.perf_counter() - t
+        if with_naive:
+            naive = naive_engine(engine)
+            t = time.perf_counter()
+            n = naive_transcode(src, tmp / "naive.mp4", naive.model, engine.device, engine.scale, codec, frames)
+            naive_s = time.perf_counter() - t
     label = clip.name if clip else res
     # Per-frame latencies are not separable in a pipeline: the median/p95 columns show the mean.
-    return [_result("e2e", label, "ours", [ours_s / rep.frames_out] * rep.frames_out, engine.device, codec=codec,
-                    path=rep.pipeline, hardware=rep.hardware),
-            _result("e2e", label, "naive", [naive_s / n] * n, engine.device, codec=codec)]
+    out = [_result("e2e", label, variant, [ours_s / rep.frames_out] * rep.frames_out, engine.device,
+                   backend=engine.backend_label, codec=codec, path=rep.pipeline, hardware=rep.hardware)]
+    if with_naive:
+        out.append(_result("e2e", label, "naive", [naive_s / n] * n, engine.device, backend=NAIVE, codec=codec))
+    return out
 
 
 def bench_scaleout(engine: Engine, res: str, frames: int, clip: Path | None, codec: str, workers: list[int],
-                   segment_seconds: float, model: str | None = None, weights: Path | None = None) -> list[Result]:
+                   segment_seconds: float, model: str | None = None, weights: Path | None = None, *,
+                   variant: str = "ours") -> list[Result]:
     """Segmented runs with each worker count (GPUs: the first n of them; CPU: n processes)."""
     from .segmented import EncodeSettings, upscale_segmented
     from .workers import make_workers
@@ -253,12 +286,14 @@ def bench_scaleout(engine: Engine, res: str, frames: int, clip: Path | None, cod
             t = time.perf_counter()
             with make_workers(devices, None if gpus else n) as pool:
                 settings = EncodeSettings.create(device_kind=pool.device_kind, precision=engine.precision,
-                                                 scale=engine.scale, model=model, weights=weights, codec=codec)
+                                                 scale=engine.scale, model=model, weights=weights, codec=codec,
+                                                 backend=engine.backend)
                 rep = upscale_segmented(src, tmp / f"w{n}.mp4", settings=settings, workers=pool,
                                         segment_seconds=segment_seconds)
             seconds = time.perf_counter() - t
-            out.append(_result("scaleout", f"{n} worker(s)", "ours", [seconds / rep.frames_out] * rep.frames_out,
-                               engine.device, workers=n, segments=rep.pipeline, clip=src.name, seconds=seconds))
+            out.append(_result("scaleout", f"{n} worker(s)", variant, [seconds / rep.frames_out] * rep.frames_out,
+                               engine.device, backend=engine.backend_label, workers=n, segments=rep.pipeline,
+                               clip=src.name, seconds=seconds))
     return out
 
 
@@ -271,16 +306,43 @@ class Failure:
     error: str
 
 
-def _variant(batch: int, graphs: str) -> tuple[str, PipelineOptions | None]:
-    """Label and options of one pipeline setting (batch 0 / graphs "auto": chosen by the pipeline)."""
-    if not batch and graphs == "auto":
-        return "ours", None
+def _variant(batch: int, graphs: str, backend: str | None = None) -> tuple[str, PipelineOptions | None]:
+    """Label and options of one pipeline setting (batch 0 / graphs "auto": chosen by the pipeline);
+    `backend`: named in the label when several are measured."""
     parts = ([f"batch {batch}"] if batch else []) + ([f"graphs {graphs}"] if graphs != "auto" else [])
-    return "ours " + ", ".join(parts), PipelineOptions(batch=batch or None,
-                                                      graphs=None if graphs == "auto" else graphs == "on")
+    options = PipelineOptions(batch=batch or None, graphs=None if graphs == "auto" else graphs == "on") \
+        if parts else None
+    label = "ours" + (f" {backend}" if backend else "")
+    return (f"{label}{',' if backend else ''} {', '.join(parts)}" if parts else label), options
 
 
-def measure(engine: Engine, *, modes: list[str], resolutions: list[str], frames: int, clip: Path | None = None,
+def engine_labels(engines: Sequence[Engine]) -> list[str | None]:
+    """What names each engine's rows: its backend when several are measured, else nothing."""
+    if len(engines) < 2:
+        return [None] * len(engines)
+    return [e.backend.label for e in engines]
+
+
+def gate_engines(engines: Sequence[Engine], crops: Sequence[torch.Tensor]) -> tuple[list[Engine], list[str],
+                                                                                     list[Failure]]:
+    """(the engines that pass the precision gate, a line per engine, a Failure per refused one)."""
+    from .errors import RlfnError
+    from .precision_gate import check_engine, reference_engine
+
+    kept, lines, failed = [], [], []
+    reference = reference_engine(engines[0]) if engines else None
+    for engine in engines:
+        try:
+            lines.append("gate " + check_engine(engine, crops, reference).summary())
+            kept.append(engine)
+        except RlfnError as e:
+            lines.append(f"gate {e}")
+            failed.append(Failure("gate", f"{len(crops)} crops", engine.backend_label, str(e)))
+    return kept, lines, failed
+
+
+def measure(engines: Engine | Sequence[Engine], *, modes: list[str], resolutions: list[str], frames: int,
+            clip: Path | None = None,
             codec: str = "libx264", workers: list[int] = (1, 2), segment_seconds: float = 2.0,
             model: str | None = None, weights: Path | None = None, batches: list[int] = (0,),
             graphs: list[str] = ("auto",)) -> Iterator[Result | Failure]:
@@ -288,23 +350,32 @@ def measure(engine: Engine, *, modes: list[str], resolutions: list[str], frames:
 
     A measurement that raises is yielded as a `Failure` and the next one runs; Ctrl-C and SIGTERM
     propagate, so a caller that kept what was yielded keeps every number measured so far.
-    `model`/`weights`: what `engine` was built from (the scale-out workers load their own)."""
+    `engines`: one engine or several (one per backend), measured in turn for each mode and size.
+    `model`/`weights`: what they were built from (the scale-out workers load their own)."""
     check_options(modes, graphs)
+    engines = [engines] if isinstance(engines, Engine) else list(engines)
+    labels = engine_labels(engines)
     for mode in modes:
         for res in resolutions if not (mode in ("e2e", "scaleout") and clip) else [None]:
             label = res or clip.name
-            if mode == "pipeline":  # one row per setting; the naive loop once, beside the first
-                jobs = []
-                for i, (v, o) in enumerate(_variant(b, g) for b in batches for g in graphs):
-                    jobs.append((v, functools.partial(bench_pipeline, engine, res, frames, o, variant=v,
-                                                      with_naive=i == 0)))
-            elif mode == "model":
-                jobs = [("ours", lambda: bench_model(engine, res, frames))]
-            elif mode == "e2e":
-                jobs = [("ours", lambda: bench_e2e(engine, res, frames, clip, codec))]
-            else:
-                jobs = [("ours", lambda: bench_scaleout(engine, res, frames, clip, codec, list(workers),
-                                                        segment_seconds, model, weights))]
+            jobs = []
+            for k, (engine, backend) in enumerate(zip(engines, labels)):
+                first = k == 0  # the naive loop once, beside the first engine's first setting
+                ours = "ours" + (f" {backend}" if backend else "")
+                if mode == "pipeline":  # one row per setting
+                    for i, (v, o) in enumerate(_variant(b, g, backend) for b in batches for g in graphs):
+                        jobs.append((v, functools.partial(bench_pipeline, engine, res, frames, o, variant=v,
+                                                          with_naive=first and i == 0)))
+                elif mode == "model":
+                    jobs.append((ours, functools.partial(bench_model, engine, res, frames, variant=ours,
+                                                         with_naive=first)))
+                elif mode == "e2e":
+                    jobs.append((ours, functools.partial(bench_e2e, engine, res, frames, clip, codec, variant=ours,
+                                                         with_naive=first)))
+                else:
+                    jobs.append((ours, functools.partial(bench_scaleout, engine, res, frames, clip, codec,
+                                                         list(workers), segment_seconds, model, weights,
+                                                         variant=ours)))
             for variant, job in jobs:
                 try:
                     rows = job()
@@ -330,9 +401,14 @@ def check_options(modes: list[str], graphs: list[str] = ("auto",)) -> None:
 class Report:
     """What a run has measured so far; `to_dict` is the JSON report at any moment."""
 
-    def __init__(self, engine: Engine, modes: list[str], codec: str):
-        self.environment = environment(engine, codec if {"e2e", "scaleout"} & set(modes) else None)
-        self.scale = engine.scale
+    def __init__(self, engines: Engine | Sequence[Engine], modes: list[str], codec: str):
+        engines = [engines] if isinstance(engines, Engine) else list(engines)
+        self.environment = environment(engines[0], codec if {"e2e", "scaleout"} & set(modes) else None)
+        if len(engines) > 1:
+            self.environment["backend"] = ", ".join(e.backend.label for e in engines)
+        if any(e.backend.label.startswith("openvino") for e in engines):
+            self.environment["openvino"] = _openvino_version()
+        self.scale = engines[0].scale
         self.results: list[Result] = []
         self.failures: list[Failure] = []
 
@@ -344,13 +420,14 @@ class Report:
                 "results": [asdict(r) for r in self.results], "failures": [asdict(f) for f in self.failures]}
 
 
-def run(engine: Engine, *, modes: list[str], resolutions: list[str], frames: int, clip: Path | None = None,
+def run(engines: Engine | Sequence[Engine], *, modes: list[str], resolutions: list[str], frames: int,
+        clip: Path | None = None,
         codec: str = "libx264", workers: list[int] = (1, 2), segment_seconds: float = 2.0,
         model: str | None = None, weights: Path | None = None, batches: list[int] = (0,),
         graphs: list[str] = ("auto",)) -> dict:
     """Every measurement of `measure`, as one report."""
-    report = Report(engine, modes, codec)
-    for item in measure(engine, modes=modes, resolutions=resolutions, frames=frames, clip=clip, codec=codec,
+    report = Report(engines, modes, codec)
+    for item in measure(engines, modes=modes, resolutions=resolutions, frames=frames, clip=clip, codec=codec,
                         workers=workers, segment_seconds=segment_seconds, model=model, weights=weights,
                         batches=batches, graphs=graphs):
         report.add(item)

@@ -106,6 +106,10 @@ Size = Annotated[Optional[str], typer.Option(metavar="WxH", help="Target size: t
                                              "(fits inside WxH), the sample aspect ratio is kept.")]
 Width = Annotated[Optional[int], typer.Option(help="Target width (height follows the aspect); as --size.")]
 Height = Annotated[Optional[int], typer.Option(help="Target height (width follows the aspect); as --size.")]
+_BACKENDS = ("auto (CUDA: torch; CPU: OpenVINO when installed, at fp32 or with native bf16, else torch), torch, "
+             "torch-compile (torch.compile, inductor; meant for CUDA) or openvino (the openvino extra; runs on "
+             "the CPU)")
+BackendOpt = Annotated[str, typer.Option("--backend", help=f"What runs the network: {_BACKENDS}.")]
 Tile = Annotated[str, typer.Option(help="auto (whole frames unless the GPU runs short of memory), off, or a tile "
                                         "size in input pixels (aligned, overlapping tiles).")]
 Deinterlace = Annotated[str, typer.Option(help="auto (interlaced frames through bwdif, one frame each; "
@@ -207,6 +211,7 @@ def video(
     weights: Weights = None,
     device: Device = "auto",
     half: Half = None,
+    backend: BackendOpt = "auto",
     codec: Codec = "libx264",
     crf: Crf = None,
     preset: Preset = None,
@@ -241,9 +246,10 @@ def video(
     from .transcode import upscale_video
 
     segmented = any(x is not None for x in (segment, devices, workers, ray)) or manifest_path(dst).exists()
-    options = _video_options(scale=scale, model=model, weights=weights, half=half, codec=codec, crf=crf,
-                             preset=preset, pix_fmt=pix_fmt, bitrate=bitrate, encoder_option=encoder_option, size=size,
-                             width=width, height=height, tile=tile, deinterlace=deinterlace, overwrite=overwrite)
+    options = _video_options(scale=scale, model=model, weights=weights, half=half, backend=backend, codec=codec,
+                             crf=crf, preset=preset, pix_fmt=pix_fmt, bitrate=bitrate, encoder_option=encoder_option,
+                             size=size, width=width, height=height, tile=tile, deinterlace=deinterlace,
+                             overwrite=overwrite)
     piece = _piece(start, frames, duration)
     if segmented and piece:
         _fail("--start/--frames/--duration take a piece in one pass; drop --segment/--devices/--workers/--ray "
@@ -267,11 +273,13 @@ _DEINTERLACE = ("auto", "off", "frame", "field")
 
 def _video_options(*, codec: str, crf: int | None, preset: str | None, bitrate: str | None,
                    encoder_option: list[str] | None, size: str | None, width: int | None, height: int | None,
-                   tile: str, deinterlace: str, **options) -> dict:
+                   tile: str, deinterlace: str, backend: str, **options) -> dict:
     """The video/batch options as library arguments, every value checked before any work."""
+    from .backends import parse_backend
     from .codec_options import check
     from .target_size import parse_size
 
+    _run(parse_backend, backend)
     extra = {}
     for item in encoder_option or []:
         key, sep, value = item.partition("=")
@@ -290,7 +298,7 @@ def _video_options(*, codec: str, crf: int | None, preset: str | None, bitrate: 
         _fail(f"--deinterlace {deinterlace}: give {', '.join(_DEINTERLACE)}")
     return dict(codec=codec, crf=crf, preset=preset, bitrate=bitrate, encoder_options=extra or None, size=target,
                 tile=None if tile == "off" else int(tile) if tile.isdigit() else "auto", deinterlace=deinterlace,
-                **options)
+                backend=backend, **options)
 
 
 def _piece(start: str | None, frames: int | None, duration: str | None) -> dict:
@@ -392,6 +400,7 @@ def batch(
     model: VideoModel = None,
     weights: Weights = None,
     half: Half = None,
+    backend: BackendOpt = "auto",
     codec: Codec = "libx264",
     crf: Crf = None,
     preset: Preset = None,
@@ -421,9 +430,10 @@ def batch(
     if len(paths) < 2:
         _fail("give at least one input and the output folder")
     *inputs, out_dir = paths
-    options = _video_options(scale=scale, model=model, weights=weights, half=half, codec=codec, crf=crf,
-                             preset=preset, pix_fmt=pix_fmt, bitrate=bitrate, encoder_option=encoder_option, size=size,
-                             width=width, height=height, tile=tile, deinterlace=deinterlace, overwrite=overwrite)
+    options = _video_options(scale=scale, model=model, weights=weights, half=half, backend=backend, codec=codec,
+                             crf=crf, preset=preset, pix_fmt=pix_fmt, bitrate=bitrate, encoder_option=encoder_option,
+                             size=size, width=width, height=height, tile=tile, deinterlace=deinterlace,
+                             overwrite=overwrite)
     failed = 0
     with _Feedback(quiet) as fb, _workers(devices, workers, ray) as pool:
 
@@ -457,13 +467,14 @@ def image(
     weights: Weights = None,
     device: Device = "auto",
     half: Half = None,
+    backend: BackendOpt = "auto",
     overwrite: Overwrite = False,
 ) -> None:
     """Upscale one image."""
     from .image import upscale_image
 
     _run(upscale_image, src, dst, scale=scale, model=model, weights=weights, device=device, half=half,
-         overwrite=overwrite)
+         overwrite=overwrite, backend=backend)
 
 
 Models = Annotated[Optional[list[str]], typer.Option("--model", help="Model name (repeatable): rlfn_s, rlfn_s_video "
@@ -666,6 +677,10 @@ def bench(
     device: Device = "auto",
     half: Half = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or bf16 (overrides --half).")] = None,
+    backend: Annotated[list[str], typer.Option(help=f"What runs the network (repeatable: each one measured "
+                                               f"in the same run, beside one naive loop): {_BACKENDS}.")] = ["auto"],  # noqa: B006
+    gate: Annotated[bool, typer.Option(help="First check each backend against fp32 torch on Set14 crops (>= 50 dB, "
+                                       ">= 97 % within +-1 in 8 bits); measure only those that pass.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON (rewritten after "
                                                       "every measurement, so an interrupted run keeps its rows).")] = None,
     jsonl: Annotated[Optional[Path], typer.Option(help="Append one JSON line per measurement (several runs may "
@@ -681,7 +696,9 @@ def bench(
 
     Each measurement is printed (and written to --json/--jsonl) as soon as it is made; one that
     fails is reported and skipped; Ctrl-C or SIGTERM keeps every row already measured."""
-    from .bench import Failure, Report, append_jsonl, check_options, measure, parse_resolution, write_json
+    from .backends import parse_backend
+    from .bench import (Failure, Report, append_jsonl, check_options, gate_engines, measure, parse_resolution,
+                        write_json)
     from .engine import Engine
 
     try:
@@ -690,32 +707,55 @@ def bench(
         check_options(mode, graphs)
     except ValueError as e:
         _fail(str(e))
-    engine = _run(Engine.from_options, scale=scale, model=model, weights=weights, device=device, half=half,
-                  precision=precision)
-    report = Report(engine, mode, codec)
+    for b in backend:
+        _run(parse_backend, b)
+    engines = []
+    for b in backend:  # one engine per backend; two names for the same one ("auto", "openvino") measure it once
+        engine = _run(Engine.from_options, scale=scale, model=model, weights=weights, device=device, half=half,
+                      precision=precision, backend=b)
+        if all((e.backend, e.precision) != (engine.backend, engine.precision) for e in engines):
+            engines.append(engine)
+    report = Report(engines, mode, codec)
     out = _stdout()
     out.print(" | ".join(f"{k} {v}" for k, v in report.environment.items()))
     if jsonl:
         append_jsonl({"kind": "environment", "scale": report.scale, **report.environment}, jsonl)
 
+    def record(item) -> None:
+        report.add(item)
+        if json_out:
+            write_json(report.to_dict(complete=False), json_out)
+        if jsonl:
+            append_jsonl({"kind": "failure" if isinstance(item, Failure) else "result", "scale": report.scale,
+                          "device": report.environment["device"], "precision": report.environment["precision"],
+                          **asdict(item)}, jsonl)
+
+    if gate:
+        from .precision_gate import gate_crops
+
+        crops = gate_crops()
+        if not crops:
+            out.print("gate skipped: no gate images (Set14 not found under ../shared)", markup=False)
+        else:
+            engines, lines, refused = _run(gate_engines, engines, crops)
+            for line in lines:
+                out.print(line, markup=False)
+            for item in refused:
+                record(item)
+            if not engines:
+                _fail("every backend was refused by the precision gate; nothing measured")
+
     def collect() -> None:
-        for item in measure(engine, modes=mode, resolutions=res, frames=frames, clip=clip, codec=codec,
+        for item in measure(engines, modes=mode, resolutions=res, frames=frames, clip=clip, codec=codec,
                             workers=workers, segment_seconds=segment, model=model, weights=weights,
                             batches=batch, graphs=graphs):
-            report.add(item)
             if isinstance(item, Failure):
                 out.print(f"{item.mode} {item.resolution} {item.variant}: FAILED, skipped: {item.error}", markup=False)
             else:
                 out.print(f"{item.mode} {item.resolution} {item.variant}: {item.fps:.2f} fps (median "
                           f"{item.ms_median:.1f} ms, p95 {item.ms_p95:.1f} ms, peak {item.peak_mem_mb:.0f} MB)",
                           markup=False)
-            if json_out:
-                write_json(report.to_dict(complete=False), json_out)
-            if jsonl:
-                row = asdict(item)
-                append_jsonl({"kind": "failure" if isinstance(item, Failure) else "result", "scale": report.scale,
-                              "device": report.environment["device"], "precision": report.environment["precision"],
-                              **row}, jsonl)
+            record(item)
 
     def kept() -> str:
         where = ", ".join(str(p) for p in (json_out, jsonl) if p)

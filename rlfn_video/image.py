@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,14 +50,18 @@ def upscale_image(
     half: bool | None = None,
     overwrite: bool = False,
     engine: Engine | None = None,
+    backend: Any = "auto",
 ) -> Path:
+    """`src` upscaled into `dst` (format from its extension); `backend` as in `upscale_video`.
+    OpenVINO converts the model first (seconds): for one image, torch starts sooner."""
     src, dst = Path(src), Path(dst)
     check_output(src, dst, overwrite=overwrite)
     ext = dst.suffix.lower()
     if Image.registered_extensions().get(ext) is None:
         raise OutputError(f"{dst}: unknown image format {ext or '(no extension)'}; use .png, .jpg, .webp, ...")
     im = read_image(src)
-    engine = engine or Engine.from_options(scale=scale, model=model, weights=weights, device=device, half=half)
+    engine = engine or Engine.from_options(scale=scale, model=model, weights=weights, device=device, half=half,
+                                           backend=backend)
     out = upscale_pil(im, engine)
     fmt = Image.registered_extensions()[ext]
     if fmt == "JPEG" and out.mode == "RGBA":

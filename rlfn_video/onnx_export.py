@@ -38,11 +38,10 @@ from .media import atomic_output, check_output
 from .models import DEFAULT_MODEL, ModelDescriptor, load_model
 from .models.rlfn import MIN_SIZE, RLFN, variant_name
 from .models.zoo import embedded_weights
+from .precision_gate import GATE_PSNR, GATE_WITHIN_ONE  # fp16 ONNX vs fp32 torch: the backends' thresholds
 
 OPSET = 18  # read by onnxruntime, TensorRT 10 and OpenVINO 2023+
 IR_VERSION = 8  # the lowest IR for opset 18: older readers (ORT < 1.17) refuse IR 10
-GATE_PSNR = 50.0  # dB, fp16 ONNX vs fp32 torch, both rounded to 8 bits, worst image
-GATE_WITHIN_ONE = 0.97  # share of 8-bit values within +-1, worst image
 _JSON_KEYS = ("arch", "meta", "precision_gate")
 _INT_KEYS = ("scale", "min_size", "opset")
 

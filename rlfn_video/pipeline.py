@@ -75,7 +75,10 @@ class FramePipeline:
         self._pending: collections.deque[Future] = collections.deque()
         device = getattr(engine, "device", torch.device("cpu"))
         precision = getattr(engine, "precision", None)
-        self.description = f"{device}{f' {precision}' if precision else ''}, {self.options.workers} SR thread(s)"
+        backend = getattr(engine, "backend", None)
+        via = f" ({backend.label})" if backend is not None else ""
+        self.description = (f"{device}{f' {precision}' if precision else ''}{via}, "
+                            f"{self.options.workers} SR thread(s)")
 
     def submit(self, pic: Picture) -> list[Picture]:
         if self._pool is None:

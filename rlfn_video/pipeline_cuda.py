@@ -60,8 +60,9 @@ class CudaConfig:
 
     def describe(self, engine) -> str:
         tiles = f"tiles of {self.tile}+{engine.tile_overlap} px" if self.tile else "whole frames"
-        return (f"{engine.device} {engine.precision}, batch {self.batch}, {self.depth} batch(es) in flight on "
-                f"{self.streams} compute stream(s) + H2D/D2H copy streams, CUDA graphs "
+        compiled = " (torch compile)" if getattr(getattr(engine, "backend", None), "compile", False) else ""
+        return (f"{engine.device} {engine.precision}{compiled}, batch {self.batch}, {self.depth} batch(es) in flight "
+                f"on {self.streams} compute stream(s) + H2D/D2H copy streams, CUDA graphs "
                 f"{'on' if self.graphs else 'off'}, {tiles}, CuPy colour kernels, {self.slot_mib:.0f} MiB per slot")
 
 
@@ -122,7 +123,8 @@ class CudaPipeline(FramePipeline):
         tile = engine.tile_for(batch, h, w)
         if tile is not None and opts.batch is None:
             batch, tile = 1, engine.tile_for(1, h, w)
-        graphs = tile is None and opts.graphs is not False
+        wanted = opts.graphs if opts.graphs is not None else getattr(engine, "graphs", None)  # Backend.Torch(graphs=)
+        graphs = tile is None and wanted is not False
         with torch.cuda.device(self.device):
             self._h2d, self._d2h = torch.cuda.Stream(self.device), torch.cuda.Stream(self.device)
             self._compute = [torch.cuda.Stream(self.device) for _ in range(max(1, opts.streams or 2))]

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import av
 
-from . import encode, media, target_size
+from . import backends, encode, media, target_size
+from .backends import Backend
 from .codec_options import parse_bitrate
 from .colour import ColourSpec
 from .deinterlace import check_mode as check_deinterlace
@@ -59,8 +60,11 @@ class EncodeSettings:
     deinterlace: str = "auto"  # as in upscale_video; "field" is refused (see __post_init__)
     size: tuple[int | None, int | None] | None = None  # a target size, as in upscale_video; see `fitted`
     out_size: tuple[int, int] | None = None  # the encoded size `fitted` chose (None: scale x the input)
+    backend: str | Backend.Torch | Backend.OpenVINO = "auto"  # names stored as configs; see `resolved`
 
     def __post_init__(self) -> None:
+        config = backends.parse_backend(self.backend)  # a wrong name fails here, not in a worker
+        object.__setattr__(self, "backend", "auto" if config is None else config)
         if self.encoder_options is None:
             object.__setattr__(self, "encoder_options", ())
         if isinstance(self.encoder_options, Mapping):  # kept hashable and in a stable order
@@ -71,6 +75,15 @@ class EncodeSettings:
         if check_deinterlace(self.deinterlace) == "field":
             raise UnsupportedInputError("deinterlace='field' cannot run in segments (it doubles the frame rate); "
                                         "use deinterlace='frame' or run without segments")
+
+    def resolved(self, device_kind: str) -> EncodeSettings:
+        """With "auto" decided for the workers' device kind, so that every worker runs the same
+        backend (and the manifest records it)."""
+        if self.backend != "auto":
+            return self
+        import torch
+
+        return replace(self, backend=backends.resolve_backend("auto", torch.device(device_kind), self.precision))
 
     def fitted(self, info: media.VideoInfo, note: Callable[[str], None] = lambda m: None) -> EncodeSettings:
         """These settings for this input: with a target `size`, its model scale and exact output size."""
@@ -95,14 +108,17 @@ class EncodeSettings:
 
     @classmethod
     def create(cls, *, device_kind: str, half: bool | None = None, precision: str | None = None,
-               weights: str | os.PathLike | None = None, **kwargs: Any) -> EncodeSettings:
-        """Settings with the precision the engine will choose on `device_kind` ("cpu"/"cuda")."""
+               weights: str | os.PathLike | None = None, backend: Any = "auto", **kwargs: Any) -> EncodeSettings:
+        """Settings with the precision and backend the engine will choose on `device_kind` ("cpu"/"cuda")."""
         import torch
 
         from .engine import choose_precision
 
-        precision = choose_precision(torch.device(device_kind), half, precision)
-        return cls(precision=precision, weights=str(Path(weights).resolve()) if weights else None, **kwargs)
+        device = torch.device(device_kind)
+        precision = choose_precision(device, half, precision, backend)
+        backend = backends.resolve_backend(backend, device, precision)
+        return cls(precision=precision, weights=str(Path(weights).resolve()) if weights else None, backend=backend,
+                   **kwargs)
 
     @property
     def model_name(self) -> str | None:
@@ -122,7 +138,8 @@ class EncodeSettings:
                 "bitrate": parse_bitrate(self.bitrate) if self.bitrate is not None else None,
                 "encoder_options": dict(self.encoder_options) or None,
                 "deinterlace": None if self.deinterlace == "off" else self.deinterlace,  # None: as before it existed
-                "size": list(self.out_size) if self.out_size else None}
+                "size": list(self.out_size) if self.out_size else None,
+                "backend": backends.fingerprint(self.backend)}  # None for torch, as before backends existed
 
 
 @dataclass(frozen=True)
@@ -298,6 +315,7 @@ def upscale_segmented(
     if not isinstance(settings.scale, int) or settings.scale < 1:
         raise UnsupportedScaleError(f"scale must be a positive integer, got {settings.scale!r}")
     media.check_output(src, dst, overwrite=overwrite)
+    settings = settings.resolved(workers.device_kind)
     manifest, info, plan, settings = _prepare(src, dst, settings, segment_seconds, resume, note)
     total = None if any(r.frames is None for r in manifest.segments) else sum(r.frames for r in manifest.segments)
     todo, done = [], 0

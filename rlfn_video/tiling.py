@@ -11,6 +11,7 @@ than one 8-bit step (tests: >= 45 dB). Whole frames remain the default: tiling i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -34,7 +35,8 @@ def spans(n: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def run_tiled(model: torch.nn.Module, x: torch.Tensor, *, tile: int, overlap: int, scale: int) -> torch.Tensor:
+def run_tiled(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, tile: int, overlap: int,
+              scale: int) -> torch.Tensor:
     """model(x) one tile at a time; x is (N, 3, H, W). Returns (N, 3, H*scale, W*scale)."""
     h, w = x.shape[-2:]
     out = None

@@ -159,11 +159,14 @@ def upscale_video(
     start: float | None = None,
     frames: int | None = None,
     duration: float | None = None,
+    backend: Any = "auto",
 ) -> TranscodeReport:
     """Upscale every frame of `src` into `dst`, keeping timing, colour, rotation, audio and subtitles.
 
     `engine`: a ready `Engine` (or any object with `.scale` and `__call__(rgb NCHW) -> NCHW`);
-    when given, `scale`, `model`, `weights`, `device` and `half` are not used. `model`: a name of
+    when given, `scale`, `model`, `weights`, `device`, `half` and `backend` are not used. `backend`:
+    what runs the network, "auto", "torch", "torch-compile", "openvino" or a `Backend.Torch(...)`/
+    `Backend.OpenVINO(...)` (backends.py; "auto": `backends.choose_backend`). `model`: a name of
     `models.zoo.MODELS`; None with no `weights` is `zoo.DEFAULT_VIDEO_MODEL`, or the clean model
     at a scale the video model has no weights for. `bitrate` ("8M", "2500k"; not with `crf`) and
     `encoder_options` (AVOptions of the encoder, each key checked) go to the encoder.
@@ -212,7 +215,7 @@ def upscale_video(
                 from .models.zoo import video_model_for
 
                 engine = Engine.from_options(scale=scale, model=video_model_for(model, weights, scale), weights=weights,
-                                             device=device, half=half, tile=tile)
+                                             device=device, half=half, tile=tile, backend=backend)
             hardware = hwcodec.describe(getattr(engine, "device", None), info.codec, plan.codec)
             _, frames_out, seconds, path = transcode_into(
                 source, tmp, plan, engine, pipeline=pipeline, progress=progress, total=source.total, warn=note,

@@ -72,13 +72,15 @@ _ENGINES: dict[tuple, Any] = {}
 
 def engine_for(settings: EncodeSettings, device: str) -> Any:
     """This process's engine for these settings and device, loaded on first use."""
-    key = (settings.scale, settings.model_name, settings.weights, settings.precision, settings.tile, device)
+    key = (settings.scale, settings.model_name, settings.weights, settings.precision, settings.tile,
+           settings.backend, device)
     if key not in _ENGINES:
         from .engine import Engine
 
         _ENGINES.clear()  # one model at a time per worker
         _ENGINES[key] = Engine.from_options(scale=settings.scale, model=settings.model_name, weights=settings.weights,
-                                            device=device, precision=settings.precision, tile=settings.tile)
+                                            device=device, precision=settings.precision, tile=settings.tile,
+                                            backend=settings.backend)
     return _ENGINES[key]
 
 

@@ -105,6 +105,12 @@ step bench_x4 150 "${bench[@]}" --scale 4 $w4 --res "$x4" --mode model --mode e2
 # CUDA graphs vs eager (fp16) and batch sizes, same size.
 step bench_x4_variants 150 "${bench[@]}" --scale 4 $w4 --res "$x4" --mode pipeline --batch 0 --batch 1 --batch 4 \
   --graphs on --graphs off --frames "$frames"
+if [ "$DRY" = 1 ]; then  # inductor on the CPU compiles for a minute: nothing to learn in a dry run
+  say "bench_compile: not in a dry run"
+else  # torch.compile (inductor) beside eager + CUDA graphs: the CUDA default follows these numbers
+  step bench_compile 150 "${bench[@]}" --scale 4 $w4 --res "$x4" --mode model --mode pipeline --backend torch \
+    --backend torch-compile --frames "$frames"
+fi
 step bench_x2_1080p 150 "${bench[@]}" --scale 2 $w2 --res "$x2" --mode model --mode pipeline --mode e2e --frames "$frames"
 if [ "$DRY" = 1 ]; then
   say "bench_nvenc: not in a dry run"

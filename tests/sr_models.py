@@ -43,6 +43,9 @@ def reference_model(scale: int = 2) -> ModelDescriptor:
 
 
 def engine(device: str = "cpu", scale: int = 2, **kw) -> Engine:
+    """Torch by default, the path CUDA runs (the emulated CUDA pipeline needs it); OpenVINO and
+    "auto": tests/test_backends.py."""
+    kw.setdefault("backend", "torch")
     return Engine(reference_model(scale), device=device, **kw)
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from typer.testing import CliRunner
 
 from rlfn_video.cli import app
@@ -72,3 +73,36 @@ def test_bench_sigterm_keeps_every_finished_measurement(tmp_path):
         [(r["mode"], r["resolution"], r["variant"]) for r in rows]
     assert f"interrupted; {len(report['results'])} measurement(s) kept in {js}" in errs
     assert "(interrupted)" in out and "model 64x48 ours" in out
+
+
+def test_bench_two_backends_in_one_run_beside_one_naive_loop(tmp_path):
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'rlfn-video[openvino]')")
+    args = ["bench", "--res", "64x48", "--frames", "2", "--scale", "2", "--weights", str(_weights(tmp_path)),
+            "--device", "cpu", "--precision", "fp32", "--mode", "model", "--mode", "pipeline", "--backend", "torch",
+            "--backend", "openvino", "--backend", "auto", "--json", str(tmp_path / "b.json")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "b.json").read_text())
+    got = [(r["mode"], r["variant"], r["backend"]) for r in report["results"]]
+    assert sorted(got) == sorted((m, v, b) for m in ("model", "pipeline") for v, b in (
+        ("ours torch", "torch fp32"), ("ours openvino", "openvino fp32"), ("naive", "torch fp32")))
+    assert report["environment"]["backend"] == "torch, openvino" and report["environment"]["openvino"]
+    assert "model 64x48 ours openvino:" in res.output and "(ours openvino): " in res.output
+
+
+def test_bench_gate_measures_only_what_passes(tmp_path, monkeypatch):
+    from rlfn_video import precision_gate
+
+    if not precision_gate.gate_crops():
+        pytest.skip("Set14 not found under ../shared: the gate's crops")
+    args = ["bench", "--res", "64x48", "--frames", "2", "--scale", "2", "--weights", str(_weights(tmp_path)),
+            "--device", "cpu", "--mode", "model", "--backend", "torch", "--gate", "--jsonl", str(tmp_path / "b.jsonl")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "gate torch " in res.output and "worst of 3 crops" in res.output and "(passed)" in res.output
+    monkeypatch.setattr(precision_gate, "GATE_WITHIN_ONE", 1.01)  # nothing can pass
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1 and "refused by the precision gate" in res.output
+    assert "every backend was refused by the precision gate; nothing measured" in res.output
+    kinds = [json.loads(x)["kind"] for x in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert kinds[-2:] == ["environment", "failure"]

@@ -180,7 +180,25 @@ def test_batch_passes_no_model_so_the_video_default_applies(monkeypatch, tmp_pat
     res = runner.invoke(app, ["batch", str(tmp_path / "a.mp4"), str(tmp_path / "out"), "--workers", "1", "--devices",
                               "cpu", "-q"])
     assert res.exit_code == 0, res.output
-    assert seen[0]["model"] is None and seen[0]["weights"] is None
+    assert seen[0]["model"] is None and seen[0]["weights"] is None and seen[0]["backend"] == "auto"
+    res = runner.invoke(app, ["batch", str(tmp_path / "a.mp4"), str(tmp_path / "out"), "--workers", "1", "--devices",
+                              "cpu", "--backend", "torch", "-q", "-y"])
+    assert res.exit_code == 0, res.output
+    assert seen[1]["backend"] == "torch"
+
+
+def test_backend_reaches_video_and_image(fake_upscale, monkeypatch):
+    import rlfn_video.image
+
+    assert runner.invoke(app, ["in.mp4", "out.mp4", "-q"]).exit_code == 0
+    res = runner.invoke(app, ["in.mp4", "out.mp4", "--backend", "openvino", "-q"])
+    assert res.exit_code == 0, res.output
+    assert [kw["backend"] for _, _, kw in fake_upscale] == ["auto", "openvino"]
+    images = []
+    monkeypatch.setattr(rlfn_video.image, "upscale_image", lambda src, dst, **kw: images.append(kw))
+    res = runner.invoke(app, ["image", "in.png", "out.png", "--backend", "torch-compile"])
+    assert res.exit_code == 0, res.output
+    assert images[0]["backend"] == "torch-compile"
 
 
 @pytest.fixture
@@ -403,6 +421,7 @@ def test_new_video_options_reach_the_library(fake_upscale):
     (["--frames", "5", "--duration", "2"], "--frames or --duration, not both"),
     (["--start", "soon"], "bad time 'soon'"),
     (["--start", "3", "--segment", "10"], "take a piece in one pass"),
+    (["--backend", "tpu"], "unknown backend 'tpu'; use auto, torch, torch-compile, openvino"),
 ])
 def test_bad_option_values_fail_before_any_work(fake_upscale, args, message):
     res = runner.invoke(app, ["in.mp4", "out.mp4", *args])

@@ -7,6 +7,7 @@ frames differ and little is clamped). Clips are tiny and short: the whole file r
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -24,6 +25,7 @@ import torch
 vs = pytest.importorskip("vapoursynth", reason="VapourSynth is not installed (bash scripts/setup.sh dev)")
 import vsrlfn  # noqa: E402
 from rlfn_video import colour, media  # noqa: E402
+from rlfn_video.backends import Backend  # noqa: E402
 from rlfn_video.colour import ColourSpec, Matrix  # noqa: E402
 from rlfn_video.engine import Engine  # noqa: E402
 from rlfn_video.models import RLFN, arch_for, load_model, save_checkpoint, zoo  # noqa: E402
@@ -321,8 +323,9 @@ def test_fp16_kernel_path_within_the_tolerance_and_a_wrong_matrix_is_not(weights
     tolerances hold; the same checks with another matrix than the frames' fail."""
     from . import host_kernels as host
 
-    def fp16_engine(weights, scale, model, dev, half, tile, tile_pad):
-        return Engine(load_model(scale=scale, model=model, weights=weights), device="cpu", precision="fp16")
+    def fp16_engine(weights, scale, model, dev, half, tile, tile_pad, backend="auto"):  # torch: CUDA's backend
+        return Engine(load_model(scale=scale, model=model, weights=weights), device="cpu", precision="fp16",
+                      backend="torch")
 
     monkeypatch.setattr(vsrlfn, "_cuda_kernels", lambda dev: host.HostColour(host_kernels))
     monkeypatch.setattr(vsrlfn, "_engine", fp16_engine)
@@ -408,6 +411,7 @@ WRONG = [  # clip, keyword arguments, what the message must say
     ("rgbs", {"device": "meta"}, r"unsupported device 'meta'; use auto, cpu, cuda or cuda:N"),
     ("rgbs", {"device": "cpu", "device_index": 0}, r"pass device_index or device, not both"),
     ("none", {}, r"clip must be a video clip"),
+    ("rgbs", {"backend": "tpu"}, r"unknown backend 'tpu'; use auto, torch, torch-compile, openvino"),
 ]
 CLIPS = {
     "gray": lambda: core.std.BlankClip(format=vs.GRAY8), "rgb24": lambda: core.std.BlankClip(format=vs.RGB24),
@@ -421,6 +425,25 @@ CLIPS = {
 def test_wrong_input_says_how_to_fix(weights, name, kwargs, message):
     with pytest.raises(vs.Error, match=r"^vsrlfn: " + message):
         vsrlfn.rlfn(CLIPS[name](), **{"scale": 2, "weights": weights, "device": "cpu", **kwargs})
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="OpenVINO is not installed")
+def test_openvino_backend_matches_torch(weights):
+    """RGBS: fp32 on both, 1e-4; YUV: the fast precision on both (bf16 here), within +-1 nearly everywhere."""
+    rgb = rgb_clip()
+    yuv = core.resize.Bicubic(rgb, format=vs.YUV420P8, matrix_s="709")
+    for clip, close in ((rgb, 1e-4), (yuv, None)):
+        ov = vsrlfn.rlfn(clip, scale=2, weights=weights, backend="openvino")  # on the CPU unless told
+        ref = vsrlfn.rlfn(clip, scale=2, weights=weights, device="cpu", backend=Backend.Torch())
+        for n in range(3):
+            got, want = planes(ov.get_frame(n)), planes(ref.get_frame(n))
+            if close:
+                np.testing.assert_allclose(np.stack(got), np.stack(want), atol=close)
+            else:
+                diff = np.concatenate([np.abs(g.astype(int) - w.astype(int)).ravel() for g, w in zip(got, want)])
+                assert diff.max() <= 3 and (diff <= 1).mean() >= 0.99
+    engines = [e for e in vsrlfn._ENGINES.values() if e.backend == Backend.OpenVINO()]
+    assert engines and all(e.device == torch.device("cpu") for e in engines)
 
 
 def test_device_choice_follows_resolve_device(monkeypatch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,11 +34,15 @@ class ModelDescriptor(nn.Module):
         return self.net.arch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.around(self.net, x)
+
+    def around(self, net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The contract around `net`: this model's network or a backend running it (backends.py)."""
         h, w = x.shape[-2:]
         pad_h, pad_w = max(0, self.min_size - h), max(0, self.min_size - w)
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        y = self.net(x * self.value_range) if self.value_range != 1 else self.net(x)
+        y = net(x * self.value_range) if self.value_range != 1 else net(x)
         if self.value_range != 1:
             y = y / self.value_range
         s = self.scale

@@ -22,6 +22,7 @@ import torch
 import vapoursynth as vs
 
 from rlfn_video import colour, colour_cuda
+from rlfn_video.backends import Backend, parse_backend
 from rlfn_video.colour_cuda import CudaColour, PlaneLayout
 from rlfn_video.devices import resolve_device
 from rlfn_video.engine import Engine
@@ -34,7 +35,7 @@ __all__ = ["rlfn"]
 _TO_RGBS = 'core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s="709")  (use the clip\'s own matrix)'
 _SUBSAMPLING = {(1, 1): "420", (1, 0): "422", (0, 0): "444"}  # (subsampling_w, subsampling_h)
 
-_ENGINES: dict[tuple, Engine] = {}  # shared by all clips: (weights, mtime, scale, model, device, half) -> Engine
+_ENGINES: dict[tuple, Engine] = {}  # shared by all clips: (weights, mtime, scale, model, device, half, ...) -> Engine
 _ENGINES_LOCK = threading.Lock()
 
 
@@ -48,6 +49,7 @@ def rlfn(
     tile: int | str | None = "auto",
     tile_pad: int = 24,
     device: str | None = None,
+    backend: str | Backend.Torch | Backend.OpenVINO = "auto",
 ) -> vs.VideoNode:
     """Upscale `clip` `scale` times with RLFN.
 
@@ -72,6 +74,10 @@ def rlfn(
     :param tile_pad: input pixels of overlap around each tile (rounded up to a multiple of 6),
         cropped after upscaling.
     :param device: ``"cpu"``, ``"cuda"`` (torch's current GPU) or ``"cuda:N"``, instead of ``device_index``.
+    :param backend: what runs the network: ``"auto"`` (CUDA: torch; CPU: OpenVINO when installed, at
+        fp32 or native bf16, else torch), ``"torch"``, ``"torch-compile"``, ``"openvino"`` (the
+        ``openvino`` extra; the CPU unless ``device`` says otherwise, frames run one at a time),
+        or a ``rlfn_video.backends.Backend.Torch(...)``/``Backend.OpenVINO(...)``.
 
     Output: ``scale`` times the size; every frame property copied (untagged YUV also gets the
     ``_Matrix``/``_Range`` it was converted with); values clamped to the format's range.
@@ -82,10 +88,16 @@ def rlfn(
     if not isinstance(num_streams, int) or num_streams < 1:
         raise vs.Error(f"vsrlfn: num_streams must be an integer >= 1, not {num_streams!r}")
     _check_tile(tile, tile_pad)
+    try:
+        config = parse_backend(backend)
+    except RlfnError as e:
+        raise vs.Error(f"vsrlfn: {e}") from None
+    if isinstance(config, Backend.OpenVINO) and device_index is None and device is None:
+        device = "cpu"  # OpenVINO's frames stay on the host
     dev = _device(device_index, device)
     half = False if fmt.id == vs.RGBS else None  # None: the engine's fast precision (fp16 CUDA, bf16 CPU)
     try:
-        engine = _engine(weights, scale, model, dev, half, tile, tile_pad)
+        engine = _engine(weights, scale, model, dev, half, tile, tile_pad, config or "auto")
     except RlfnError as e:
         raise vs.Error(f"vsrlfn: {e}") from None
 
@@ -177,7 +189,7 @@ def _device(index: int | None, spec: str | None) -> torch.device:
 
 
 def _engine(weights, scale: int | None, model: str | None, dev: torch.device, half: bool | None,
-            tile: int | str | None, tile_pad: int) -> Engine:
+            tile: int | str | None, tile_pad: int, backend="auto") -> Engine:
     if weights is None:
         if scale is None:
             raise vs.Error("vsrlfn: scale=None needs a weights file; pass scale=2, 3 or 4")
@@ -190,11 +202,11 @@ def _engine(weights, scale: int | None, model: str | None, dev: torch.device, ha
     path = Path(weights).expanduser().resolve()
     if not path.is_file():
         raise vs.Error(f"vsrlfn: weights file {str(weights)!r} not found")
-    key = (str(path), path.stat().st_mtime_ns, scale, model, str(dev), half, tile, tile_pad)
+    key = (str(path), path.stat().st_mtime_ns, scale, model, str(dev), half, tile, tile_pad, backend)
     with _ENGINES_LOCK:
         if key not in _ENGINES:
             _ENGINES[key] = Engine(load_model(scale=scale, model=model, weights=path), device=dev, half=half,
-                                   tile=tile, tile_overlap=tile_pad)
+                                   tile=tile, tile_overlap=tile_pad, backend=backend)
         return _ENGINES[key]
 
 
