@@ -16,7 +16,8 @@ from .errors import (CheckpointError, EncoderError, OutputError, OutputExistsErr
 from .image import upscale_image
 from .manifest import ManifestMismatch
 from .models import load_model
-from .segmented import EncodeSettings, upscale_segmented
+from .segment_job import EncodeSettings
+from .segmented import upscale_segmented
 from .transcode import upscale_video
 from .workers import make_workers
 

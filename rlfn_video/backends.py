@@ -115,6 +115,13 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16/AMX): decides "auto" here and the
+    default precision in the engine (`engine.choose_precision`)."""
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return bool(probe and probe())
+
+
 def choose_backend(device: torch.device, precision: str) -> Config:
     """What "auto" runs; the rule in one place, to change once the quiet-machine benchmark says so.
 
@@ -124,8 +131,6 @@ def choose_backend(device: torch.device, precision: str) -> Config:
     Measured before (2-core EPYC with AVX512-BF16, RLFN-S x4 at 480x270): torch bf16 +
     channels_last 3.0-3.1 fps, OpenVINO bf16 3.1-3.3 fps, torch fp32 1.3-1.4 fps; OpenVINO fp32
     was ahead of torch fp32 in a shared-machine sanity check only (to be confirmed)."""
-    from .engine import native_bf16_cpu
-
     if device.type == "cpu" and openvino_installed() and (
             precision == "fp32" or (precision == "bf16" and native_bf16_cpu())):
         return Backend.OpenVINO()
@@ -272,7 +277,7 @@ class _OpenVINORun:
         ov = _openvino()
         if config.device == "CPU" and precision == "bf16" and \
                 "BF16" not in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-            raise RlfnError("OpenVINO on this CPU has no native bf16; use fp32 (--no-half) or the torch backend")
+            raise RlfnError("OpenVINO on this CPU has no native bf16; use fp32 (--no-fast) or the torch backend")
         self._ov = ov
         self.net = net
         self.config = config

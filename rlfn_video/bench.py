@@ -2,8 +2,8 @@
 
 Modes:
 - `model`: frames already on the device, the model alone;
-- `pipeline`: synthetic YUV frames through the transcode's `FramePipeline` (planes -> colour ->
-  model -> colour -> planes; on CUDA pinned buffers, streams, graphs, batching), several in
+- `pipeline`: synthetic YUV frames through the transcode's pipeline (planes -> colour ->
+  model -> colour -> planes; on CUDA pinned buffers, streams, graphs, frames per call), several in
   flight: fps is frames over the whole run, the latency columns are gaps between outputs;
 - `e2e`: a real file decoded, upscaled and encoded by `upscale_video` (the engine called once at
   the clip's size first, so that OpenVINO's conversion or torch.compile counts as start-up);
@@ -38,8 +38,10 @@ import numpy as np
 import torch
 
 from . import colour
+from .atomic import write_atomic
 from .engine import Engine
 from .media import Picture, probe
+from .models import output_size
 from .pipeline import PipelineOptions, make_pipeline
 from .transcode import upscale_video
 
@@ -175,7 +177,7 @@ def _pipelined(engine: Engine, spec: colour.ColourSpec, pic: Picture, frames: in
                options: PipelineOptions | None) -> tuple[list[float], str]:
     """Gaps between finished frames over `frames` submissions (after one warm-up round that sizes
     the pipeline), and the pipeline's description."""
-    with make_pipeline(engine, spec, spec, options=options) as pipe:
+    with make_pipeline(engine, spec, options=options) as pipe:
         for _ in range(2):
             pipe.submit(pic)
         pipe.flush()
@@ -195,7 +197,7 @@ def bench_pipeline(engine: Engine, res: str, frames: int, options: PipelineOptio
     spec = colour.spec_from_tags(colorspace=1, color_range=1, primaries=1, transfer=1, width=w, height=h)
     planes = (rng.integers(16, 236, (h, w), dtype=np.uint8), rng.integers(16, 241, (h // 2, w // 2), dtype=np.uint8),
               rng.integers(16, 241, (h // 2, w // 2), dtype=np.uint8))
-    pic = Picture(planes, 0, None, 0)
+    pic = Picture(planes, 0, None, 0, spec)
     if engine.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(engine.device)
     gaps, path = _pipelined(engine, spec, pic, frames, options)
@@ -231,7 +233,7 @@ def naive_transcode(src: Path, dst: Path, model: torch.nn.Module, device: torch.
         vin = inp.streams.video[0]
         s = out.add_stream(codec, rate=vin.average_rate or 25)
         cc = s.codec_context
-        cc.width, cc.height, cc.pix_fmt = vin.width * scale, vin.height * scale, "yuv420p"
+        (cc.width, cc.height), cc.pix_fmt = output_size(vin.width, vin.height, scale), "yuv420p"
         for frame in inp.decode(vin):
             if n >= frames:
                 break
@@ -271,7 +273,8 @@ def bench_scaleout(engine: Engine, res: str, frames: int, clip: Path | None, cod
                    segment_seconds: float, model: str | None = None, weights: Path | None = None, *,
                    variant: str = "ours") -> list[Result]:
     """Segmented runs with each worker count (GPUs: the first n of them; CPU: n processes)."""
-    from .segmented import EncodeSettings, upscale_segmented
+    from .segment_job import EncodeSettings
+    from .segmented import upscale_segmented
     from .workers import make_workers
 
     gpus = torch.cuda.device_count() if engine.device.type == "cuda" else 0
@@ -306,12 +309,13 @@ class Failure:
     error: str
 
 
-def _variant(batch: int, graphs: str, backend: str | None = None) -> tuple[str, PipelineOptions | None]:
-    """Label and options of one pipeline setting (batch 0 / graphs "auto": chosen by the pipeline);
-    `backend`: named in the label when several are measured."""
-    parts = ([f"batch {batch}"] if batch else []) + ([f"graphs {graphs}"] if graphs != "auto" else [])
-    options = PipelineOptions(batch=batch or None, graphs=None if graphs == "auto" else graphs == "on") \
-        if parts else None
+def _variant(frames_per_call: int, graphs: str, backend: str | None = None) -> tuple[str, PipelineOptions | None]:
+    """Label and options of one pipeline setting (frames per call 0 / graphs "auto": chosen by the
+    pipeline); `backend`: named in the label when several are measured."""
+    parts = (([f"{frames_per_call} frame(s) per call"] if frames_per_call else [])
+             + ([f"graphs {graphs}"] if graphs != "auto" else []))
+    options = PipelineOptions(frames_per_call=frames_per_call or None,
+                              graphs=None if graphs == "auto" else graphs == "on") if parts else None
     label = "ours" + (f" {backend}" if backend else "")
     return (f"{label}{',' if backend else ''} {', '.join(parts)}" if parts else label), options
 
@@ -344,7 +348,7 @@ def gate_engines(engines: Sequence[Engine], crops: Sequence[torch.Tensor]) -> tu
 def measure(engines: Engine | Sequence[Engine], *, modes: list[str], resolutions: list[str], frames: int,
             clip: Path | None = None,
             codec: str = "libx264", workers: list[int] = (1, 2), segment_seconds: float = 2.0,
-            model: str | None = None, weights: Path | None = None, batches: list[int] = (0,),
+            model: str | None = None, weights: Path | None = None, frames_per_call: list[int] = (0,),
             graphs: list[str] = ("auto",)) -> Iterator[Result | Failure]:
     """Each measurement as soon as it is made, in the order asked (modes outer, sizes inner).
 
@@ -363,7 +367,7 @@ def measure(engines: Engine | Sequence[Engine], *, modes: list[str], resolutions
                 first = k == 0  # the naive loop once, beside the first engine's first setting
                 ours = "ours" + (f" {backend}" if backend else "")
                 if mode == "pipeline":  # one row per setting
-                    for i, (v, o) in enumerate(_variant(b, g, backend) for b in batches for g in graphs):
+                    for i, (v, o) in enumerate(_variant(n, g, backend) for n in frames_per_call for g in graphs):
                         jobs.append((v, functools.partial(bench_pipeline, engine, res, frames, o, variant=v,
                                                           with_naive=first and i == 0)))
                 elif mode == "model":
@@ -423,13 +427,13 @@ class Report:
 def run(engines: Engine | Sequence[Engine], *, modes: list[str], resolutions: list[str], frames: int,
         clip: Path | None = None,
         codec: str = "libx264", workers: list[int] = (1, 2), segment_seconds: float = 2.0,
-        model: str | None = None, weights: Path | None = None, batches: list[int] = (0,),
+        model: str | None = None, weights: Path | None = None, frames_per_call: list[int] = (0,),
         graphs: list[str] = ("auto",)) -> dict:
     """Every measurement of `measure`, as one report."""
     report = Report(engines, modes, codec)
     for item in measure(engines, modes=modes, resolutions=resolutions, frames=frames, clip=clip, codec=codec,
                         workers=workers, segment_seconds=segment_seconds, model=model, weights=weights,
-                        batches=batches, graphs=graphs):
+                        frames_per_call=frames_per_call, graphs=graphs):
         report.add(item)
     return report.to_dict()
 
@@ -444,9 +448,7 @@ def speedups(report: dict) -> list[tuple[str, str, str, float]]:
 
 def write_json(report: dict, path: Path) -> None:
     """Atomically: a reader (or a kill) never sees a half-written report."""
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(report, indent=2))
 
 
 def append_jsonl(record: dict, path: Path) -> None:

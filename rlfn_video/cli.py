@@ -7,6 +7,7 @@ Ctrl-C exits 130 with nothing left under OUT.
 
 from __future__ import annotations
 
+import copy
 import re
 import signal
 import sys
@@ -20,9 +21,25 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
 
+from .atomic import write_atomic
 from .errors import OutputExistsError, RlfnError
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # no hard wraps in logs
+
+
+# Old option names, still accepted but left out of the help: --half/--no-half (now --fast/--no-fast)
+# and bench's --batch (now --frames-per-call).
+_OLD_NAMES = frozenset({"--half", "--no-half", "--batch"})
+
+
+def _shown(p):
+    """`p` as its help shows it: without the old names of _OLD_NAMES."""
+    if _OLD_NAMES.isdisjoint([*p.opts, *p.secondary_opts]):
+        return p
+    shown = copy.copy(p)
+    shown.opts = [o for o in p.opts if o not in _OLD_NAMES]
+    shown.secondary_opts = [o for o in p.secondary_opts if o not in _OLD_NAMES]
+    return shown
 
 
 _TYPE_NAME = re.compile(r" <(?:list\[)?([^<>\[\]]*)\]?>(\.\.\.)?")
@@ -44,7 +61,7 @@ class _Command(TyperCommand):
     def format_options(self, ctx, formatter) -> None:
         args, opts = [], []
         for p in self.get_params(ctx):
-            record = p.get_help_record(ctx)
+            record = _shown(p).get_help_record(ctx)
             if record is None:
                 continue
             name, text = record
@@ -79,7 +96,15 @@ class _VideoByDefault(TyperGroup):
 app = typer.Typer(cls=_VideoByDefault, add_completion=False, no_args_is_help=True,
                   pretty_exceptions_show_locals=False, rich_markup_mode=None)
 
-Scale = Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2, 3 or 4.")]
+
+def _check_scale(value: int) -> int:
+    """--scale of every command, checked as it is parsed (models.rlfn.check_scale)."""
+    from .models.rlfn import check_scale
+
+    return _run(check_scale, value)
+
+
+Scale = Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2, 3 or 4.", callback=_check_scale)]
 _MODEL_NAMES = ("rlfn_s (clean photos), rlfn_s_video (compressed video, when shipped), or an architecture (rlfn, "
                 "rlfn_ntire) to check --weights against")
 # The defaults live in models/zoo.py (DEFAULT_MODEL, DEFAULT_VIDEO_MODEL; `rlfn-video models` prints them);
@@ -91,11 +116,15 @@ VideoModel = Annotated[Optional[str], typer.Option("--model", help=f"{_MODEL_NAM
                                                    f"weights for; with --weights, what the file holds).")]
 Weights = Annotated[Optional[Path], typer.Option(help="Weights file (ours or official RLFN); default: the embedded model.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-Half = Annotated[Optional[bool], typer.Option("--half/--no-half", help="Low precision: fp16 on CUDA, bf16 on CPU "
-                                              "(default: on for CUDA and for CPUs with native bf16).")]
+# --half/--no-half: the old names of --fast/--no-fast, still accepted (not shown in the help: _OLD_NAMES).
+Fast = Annotated[Optional[bool], typer.Option("--fast/--no-fast", "--half/--no-half",
+                                              help="The device's fast precision: fp16 on CUDA, bf16 on CPUs with "
+                                                   "native bf16 (default: on there, else fp32; --fast on another "
+                                                   "CPU: bf16 anyway).")]
 # eval and compare: fp32 unless asked (scores and comparisons are made at full precision).
-Fp32Half = Annotated[bool, typer.Option("--half/--no-half", help="Low precision (fp16 on CUDA, bf16 on CPU) "
-                                        "instead of fp32, the precision published scores use.")]
+Fp32Fast = Annotated[bool, typer.Option("--fast/--no-fast", "--half/--no-half",
+                                        help="The device's fast precision: fp16 on CUDA, bf16 on CPUs with native "
+                                             "bf16, instead of fp32, the precision published scores use.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", "-y", help="Replace OUT if it exists.")]
 Bitrate = Annotated[Optional[str], typer.Option(help="Target bitrate, e.g. 8M or 2500k (instead of --crf).")]
 EncoderOption = Annotated[Optional[list[str]], typer.Option("--encoder-option", "-x", metavar="KEY=VALUE",
@@ -210,7 +239,7 @@ def video(
     model: VideoModel = None,
     weights: Weights = None,
     device: Device = "auto",
-    half: Half = None,
+    fast: Fast = None,
     backend: BackendOpt = "auto",
     codec: Codec = "libx264",
     crf: Crf = None,
@@ -246,7 +275,7 @@ def video(
     from .transcode import upscale_video
 
     segmented = any(x is not None for x in (segment, devices, workers, ray)) or manifest_path(dst).exists()
-    options = _video_options(scale=scale, model=model, weights=weights, half=half, backend=backend, codec=codec,
+    options = _video_options(scale=scale, model=model, weights=weights, fast=fast, backend=backend, codec=codec,
                              crf=crf, preset=preset, pix_fmt=pix_fmt, bitrate=bitrate, encoder_option=encoder_option,
                              size=size, width=width, height=height, tile=tile, deinterlace=deinterlace,
                              overwrite=overwrite)
@@ -382,7 +411,8 @@ def _workers(devices: str | None, workers: int | None, ray: str | None):
 
 def _segmented(src: Path, dst: Path, pool, options: dict, segment: float | None, resume: bool, keep: bool,
                fb: _Feedback):
-    from .segmented import DEFAULT_SEGMENT_SECONDS, EncodeSettings, upscale_segmented
+    from .segment_job import EncodeSettings
+    from .segmented import DEFAULT_SEGMENT_SECONDS, upscale_segmented
 
     settings = EncodeSettings.create(device_kind=pool.device_kind, **{k: v for k, v in options.items()
                                                                      if k != "overwrite"})
@@ -399,7 +429,7 @@ def batch(
     scale: Scale = 4,
     model: VideoModel = None,
     weights: Weights = None,
-    half: Half = None,
+    fast: Fast = None,
     backend: BackendOpt = "auto",
     codec: Codec = "libx264",
     crf: Crf = None,
@@ -430,7 +460,7 @@ def batch(
     if len(paths) < 2:
         _fail("give at least one input and the output folder")
     *inputs, out_dir = paths
-    options = _video_options(scale=scale, model=model, weights=weights, half=half, backend=backend, codec=codec,
+    options = _video_options(scale=scale, model=model, weights=weights, fast=fast, backend=backend, codec=codec,
                              crf=crf, preset=preset, pix_fmt=pix_fmt, bitrate=bitrate, encoder_option=encoder_option,
                              size=size, width=width, height=height, tile=tile, deinterlace=deinterlace,
                              overwrite=overwrite)
@@ -466,14 +496,14 @@ def image(
     model: Model = None,
     weights: Weights = None,
     device: Device = "auto",
-    half: Half = None,
+    fast: Fast = None,
     backend: BackendOpt = "auto",
     overwrite: Overwrite = False,
 ) -> None:
     """Upscale one image."""
     from .image import upscale_image
 
-    _run(upscale_image, src, dst, scale=scale, model=model, weights=weights, device=device, half=half,
+    _run(upscale_image, src, dst, scale=scale, model=model, weights=weights, device=device, fast=fast,
          overwrite=overwrite, backend=backend)
 
 
@@ -505,7 +535,7 @@ def eval_(
     model: Models = None,
     weights: WeightsList = None,
     device: Device = "auto",
-    half: Fp32Half = False,
+    fast: Fp32Fast = False,
     bicubic: Annotated[bool, typer.Option(help="Also score MATLAB-bicubic upscaling (always on with --compressed).")] = False,
     round_y: Annotated[bool, typer.Option(help="Round Y to 8 bits before scoring (MATLAB rgb2ycbcr on uint8; "
                                                 "about 0.02-0.09 dB lower than the published tables).")] = False,
@@ -532,13 +562,13 @@ def eval_(
     if compressed:
         if round_y:
             _fail("--round-y applies to the plain benchmark, not --compressed")
-        return _eval_compressed(data, scale, models, files, device, half, crf, frames, json_out)
+        return _eval_compressed(data, scale, models, files, device, fast, crf, frames, json_out)
     extra_opts = [name for name, v in (("--crf", crf), ("--frames", frames), ("--json", json_out)) if v not in (None, [])]
     if extra_opts:
         _fail(f"{', '.join(extra_opts)}: only with --compressed")
     if not data:
         raise typer.BadParameter("required unless --compressed", param_hint="'--data'")
-    engines = [_run(Engine.from_options, scale=scale, model=m, weights=w, device=device, half=half)
+    engines = [_run(Engine.from_options, scale=scale, model=m, weights=w, device=device, fast=fast)
                for m, w in _engine_specs(models, files)]
     out = _stdout()
     for engine in engines:
@@ -572,12 +602,12 @@ def _compared_models(scale: int, models: list[str], files: list[Path]) -> list[t
     return [(m, None) for m in (zoo.CLEAN_MODEL, zoo.VIDEO_MODEL) if m == zoo.CLEAN_MODEL or zoo.has_weights(m, scale)]
 
 
-def _engines(scale: int, models: list[str], files: list[Path], device: str, half: bool | None) -> dict:
+def _engines(scale: int, models: list[str], files: list[Path], device: str, fast: bool | None) -> dict:
     from .engine import Engine
 
     out = {}
     for m, w in _compared_models(scale, models, files):
-        engine = _run(Engine.from_options, scale=scale, model=m, weights=w, device=device, half=half)
+        engine = _run(Engine.from_options, scale=scale, model=m, weights=w, device=device, fast=fast)
         label = _label(m, w, engine)
         while label in out or label in ("bicubic", "input (nearest)"):
             label += "'"
@@ -586,12 +616,12 @@ def _engines(scale: int, models: list[str], files: list[Path], device: str, half
 
 
 def _eval_compressed(data: list[Path] | None, scale: int, models: list[str], files: list[Path], device: str,
-                     half: bool | None, crfs: list[int] | None, frames: int | None, json_out: Path | None) -> None:
+                     fast: bool | None, crfs: list[int] | None, frames: int | None, json_out: Path | None) -> None:
     import json
 
     from . import eval_video
 
-    engines = _engines(scale, models, files, device, half)
+    engines = _engines(scale, models, files, device, fast)
     sets = data or _run(eval_video.default_sets)
     crfs = list(crfs) if crfs else list(eval_video.CRFS)
     frames = eval_video.FRAMES if frames is None else frames
@@ -632,9 +662,7 @@ def _eval_compressed(data: list[Path] | None, scale: int, models: list[str], fil
     out.print(table)
     if json_out:
         doc = {u: result.as_meta(u) for u in result.upscalers}  # upscaler -> its "eval_video" metadata
-        tmp = json_out.with_name(f".{json_out.name}.part")
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        tmp.replace(json_out)
+        write_atomic(json_out, json.dumps(doc, indent=2) + "\n")
 
 
 @app.command(cls=_Command)
@@ -647,7 +675,7 @@ def compare(
     model: Models = None,
     weights: WeightsList = None,
     device: Device = "auto",
-    half: Fp32Half = False,
+    fast: Fp32Fast = False,
     overwrite: Overwrite = False,
 ) -> None:
     """One frame of IN side by side: input (nearest), bicubic, and each model (default: rlfn_s, and
@@ -657,7 +685,7 @@ def compare(
 
     seconds = _run(parse_time, at)
     region = _run(Crop.parse, crop) if crop is not None else None
-    engines = _engines(scale, list(model or []), list(weights or []), device, half)
+    engines = _engines(scale, list(model or []), list(weights or []), device, fast)
     path, grab = _run(write_compare, src, dst, engines, at=seconds, scale=scale, crop=region, overwrite=overwrite)
     frame = f"frame {grab.index}" if grab.index is not None else "frame"
     err.print(f"{path}: {frame} at {grab.time:.3f} s, panels: input (nearest), bicubic, {', '.join(engines)}",
@@ -675,8 +703,8 @@ def bench(
     model: Model = None,
     weights: Weights = None,
     device: Device = "auto",
-    half: Half = None,
-    precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or bf16 (overrides --half).")] = None,
+    fast: Fast = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or bf16 (overrides --fast).")] = None,
     backend: Annotated[list[str], typer.Option(help=f"What runs the network (repeatable: each one measured "
                                                f"in the same run, beside one naive loop): {_BACKENDS}.")] = ["auto"],  # noqa: B006
     gate: Annotated[bool, typer.Option(help="First check each backend against fp32 torch on Set14 crops (>= 50 dB, "
@@ -685,8 +713,9 @@ def bench(
                                                       "every measurement, so an interrupted run keeps its rows).")] = None,
     jsonl: Annotated[Optional[Path], typer.Option(help="Append one JSON line per measurement (several runs may "
                                                   "share one file).")] = None,
-    batch: Annotated[list[int], typer.Option(help="pipeline: frames per model call to measure, 0 = chosen by "
-                                             "the pipeline (repeatable).")] = [0],  # noqa: B006
+    frames_per_call: Annotated[list[int], typer.Option("--frames-per-call", "--batch",  # --batch: its old name
+                                                       help="pipeline: frames per model call to measure, 0 = "
+                                                            "chosen by the pipeline (repeatable).")] = [0],  # noqa: B006
     graphs: Annotated[list[str], typer.Option(help="pipeline on CUDA: auto, on or off (CUDA graphs vs eager; "
                                               "repeatable).")] = ["auto"],  # noqa: B006
     workers: Annotated[list[int], typer.Option(help="scaleout: worker counts to measure (repeatable).")] = [1, 2],  # noqa: B006
@@ -711,7 +740,7 @@ def bench(
         _run(parse_backend, b)
     engines = []
     for b in backend:  # one engine per backend; two names for the same one ("auto", "openvino") measure it once
-        engine = _run(Engine.from_options, scale=scale, model=model, weights=weights, device=device, half=half,
+        engine = _run(Engine.from_options, scale=scale, model=model, weights=weights, device=device, fast=fast,
                       precision=precision, backend=b)
         if all((e.backend, e.precision) != (engine.backend, engine.precision) for e in engines):
             engines.append(engine)
@@ -748,7 +777,7 @@ def bench(
     def collect() -> None:
         for item in measure(engines, modes=mode, resolutions=res, frames=frames, clip=clip, codec=codec,
                             workers=workers, segment_seconds=segment, model=model, weights=weights,
-                            batches=batch, graphs=graphs):
+                            frames_per_call=frames_per_call, graphs=graphs):
             if isinstance(item, Failure):
                 out.print(f"{item.mode} {item.resolution} {item.variant}: FAILED, skipped: {item.error}", markup=False)
             else:

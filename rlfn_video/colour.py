@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from .errors import UnsupportedInputError
@@ -82,6 +83,12 @@ class ColourSpec:
     def chroma_loc_code(self) -> int:
         return _CHROMA_LOC_CODE[self.chroma_loc]
 
+    def describe(self) -> str:
+        """E.g. "bt709 limited 10-bit 4:2:0 left"."""
+        sub = ":".join(self.subsampling)
+        return (f"{self.matrix.value} {'full' if self.full_range else 'limited'} {self.bit_depth}-bit {sub}"
+                f"{f' {self.chroma_loc}' if self.subsampling != '444' else ''}")
+
 
 def default_matrix(width: int, height: int) -> Matrix:
     """Untagged video: BT.709 for HD, BT.601 below (what players and FFmpeg's filters assume)."""
@@ -136,13 +143,27 @@ def format_layout(fmt: Any) -> tuple[bool, int, Subsampling]:
     return False, depth, ("420" if w_sub and h_sub else "422" if w_sub else "444")
 
 
+def sample_dtype(bit_depth: int) -> np.dtype:
+    """Integer plane samples of this depth: uint8 up to 8 bits, else little-endian uint16."""
+    return np.dtype(np.uint8 if bit_depth <= 8 else "<u2")
+
+
+def sample_torch_dtype(bit_depth: int) -> torch.dtype:
+    return torch.uint8 if bit_depth <= 8 else torch.uint16
+
+
+def jpeg_range(pix_fmt: str) -> bool:
+    """The deprecated JPEG formats (yuvj420p, ...): the planes of yuv4xxp, full range whatever the tag."""
+    return pix_fmt.startswith("yuvj")
+
+
 def spec_from_av(obj: Any) -> ColourSpec:
     """ColourSpec from a PyAV VideoFrame or video stream (duck-typed: no av import here)."""
     cc = getattr(obj, "codec_context", obj)
     fmt = cc.format
     rgb, depth, sub = format_layout(fmt)
     color_range = cc.color_range
-    if fmt.name.startswith("yuvj"):  # the deprecated JPEG formats mean full range whatever the tag
+    if jpeg_range(fmt.name):
         color_range = 2
     loc = getattr(cc, "chroma_location", None)
     if loc is None:
@@ -247,8 +268,7 @@ def yuv_to_rgb(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, *, matrix: Mat
 
 
 def _quantize(x: torch.Tensor, lo: float, hi: float, bit_depth: int) -> torch.Tensor:
-    out_dtype = torch.uint8 if bit_depth <= 8 else torch.uint16
-    return x.round().clamp_(lo, hi).to(out_dtype)
+    return x.round().clamp_(lo, hi).to(sample_torch_dtype(bit_depth))
 
 
 def rgb_to_yuv(rgb: torch.Tensor, *, matrix: Matrix | str, full_range: bool, bit_depth: int,

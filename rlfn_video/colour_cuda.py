@@ -11,7 +11,7 @@ Both kernels only evaluate `out = M @ in + b` around the resampling; M, b and th
 derived here in float64 from colour.py's own tables (`_KR_KB`, `_levels`), so the numbers live in
 one place. The C source compiles for the GPU with NVRTC and, unchanged, as plain C on the host:
 the tests run that host build against colour.py on machines without a GPU. Argument lists are
-declared once (`DECODE_ARGS`, `ENCODE_ARGS`) and the C signatures are generated from them.
+declared once (`TO_RGB_ARGS`, `TO_PLANES_ARGS`) and the C signatures are generated from them.
 
 CuPy is imported only when a kernel is built (`CudaColour`); nothing here needs a GPU otherwise.
 """
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .colour import _COSITED, ColourSpec, Matrix, _kr_kb, _levels, _subsampled_axes
+from .colour import _COSITED, ColourSpec, Matrix, _kr_kb, _levels, _subsampled_axes, sample_dtype
 from .devices import resolve_device
 from .errors import RlfnError
 
@@ -34,7 +34,7 @@ I64, I32, F32 = "long long", "int", "float"
 _M = tuple((f"m{i}{j}", F32) for i in range(3) for j in range(3)) + (("b0", F32), ("b1", F32), ("b2", F32))
 
 # (name, C type). Offsets, pitches and steps count samples, not bytes.
-DECODE_ARGS: tuple[tuple[str, str], ...] = (
+TO_RGB_ARGS: tuple[tuple[str, str], ...] = (
     ("src", "const PLANE_T*"), ("frame_stride", I64),
     ("off0", I64), ("pitch0", I64), ("off1", I64), ("pitch1", I64), ("step1", I64),
     ("off2", I64), ("pitch2", I64), ("step2", I64),
@@ -42,7 +42,7 @@ DECODE_ARGS: tuple[tuple[str, str], ...] = (
     *_M,
     ("dst", "RGB_T*"), ("d_n", I64), ("d_c", I64), ("d_y", I64), ("d_x", I64), ("total", I64),
 )
-ENCODE_ARGS: tuple[tuple[str, str], ...] = (
+TO_PLANES_ARGS: tuple[tuple[str, str], ...] = (
     ("src", "const RGB_T*"), ("s_n", I64), ("s_c", I64), ("s_y", I64), ("s_x", I64),
     ("height", I32), ("width", I32), ("c_height", I32), ("c_width", I32), ("block_y", I32), ("block_x", I32),
     ("ty0", F32), ("ty1", F32), ("ty2", F32), ("tx0", F32), ("tx1", F32), ("tx2", F32),
@@ -103,7 +103,7 @@ DEVICE float upsample(const PLANE_T* p, long long pitch, long long step, int y0,
     return c0 + (c1 - c0) * wx;
 }
 
-KERNEL void planes_to_rgb(DECODE_SIGNATURE) {
+KERNEL void planes_to_rgb(TO_RGB_SIGNATURE) {
     FOR_EACH(i, total) {
         const long long plane = (long long)height * width;
         const long long n = i / plane;
@@ -125,7 +125,7 @@ KERNEL void planes_to_rgb(DECODE_SIGNATURE) {
     }
 }
 
-KERNEL void rgb_to_planes(ENCODE_SIGNATURE) {
+KERNEL void rgb_to_planes(TO_PLANES_SIGNATURE) {
     FOR_EACH(i, total) {
         const long long cplane = (long long)c_height * c_width;
         const long long n = i / cplane;
@@ -189,8 +189,8 @@ def kernel_source(plane_itemsize: int, rgb_dtype: torch.dtype) -> str:
     ctype, load, store = _RGB_TYPES[rgb_dtype]
     defines = (f"#define PLANE_T {'unsigned char' if plane_itemsize == 1 else 'unsigned short'}\n"
                f"#define RGB_T {ctype}\n#define LOAD_RGB(p, k) {load}\n#define STORE_RGB(p, k, v) {store}\n"
-               f"#define DECODE_SIGNATURE {_signature(DECODE_ARGS)}\n"
-               f"#define ENCODE_SIGNATURE {_signature(ENCODE_ARGS)}\n")
+               f"#define TO_RGB_SIGNATURE {_signature(TO_RGB_ARGS)}\n"
+               f"#define TO_PLANES_SIGNATURE {_signature(TO_PLANES_ARGS)}\n")
     return defines + _PREAMBLE + _BODY
 
 
@@ -211,7 +211,7 @@ def _ycbcr_from_rgb(matrix: Matrix) -> np.ndarray:
 _GBR = np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]], dtype=np.float64)
 
 
-def decode_coefficients(spec: ColourSpec) -> tuple[np.ndarray, np.ndarray]:
+def to_rgb_coefficients(spec: ColourSpec) -> tuple[np.ndarray, np.ndarray]:
     """(M, b) with R'G'B' = M @ planes + b (then clamped to [0, 1]), as colour.planes_to_rgb."""
     if spec.matrix is Matrix.RGB:
         return _GBR / (2**spec.bit_depth - 1), np.zeros(3)
@@ -220,7 +220,7 @@ def decode_coefficients(spec: ColourSpec) -> tuple[np.ndarray, np.ndarray]:
     return m, -m @ np.array([y0, c0, c0])
 
 
-def encode_coefficients(spec: ColourSpec) -> tuple[np.ndarray, np.ndarray, tuple[float, float], tuple[float, float]]:
+def to_planes_coefficients(spec: ColourSpec) -> tuple[np.ndarray, np.ndarray, tuple[float, float], tuple[float, float]]:
     """(M, b, (lo, hi) of plane 0, (lo, hi) of planes 1-2) with planes = clamp(round(M @ rgb + b)),
     as colour.rgb_to_planes."""
     if spec.matrix is Matrix.RGB:
@@ -250,16 +250,36 @@ def _taps(subsampled: bool, cosited: bool) -> tuple[float, float, float]:
 
 @dataclass(frozen=True)
 class PlaneLayout:
-    """Three planes packed back to back per frame, frames back to back, rows without padding."""
+    """Three planes packed back to back per frame, frames back to back, rows without padding.
+
+    Integer planes (Y, U, V or G, B, R; uint8 or uint16) for the kernels, or float R, G, B planes
+    (VapourSynth RGBS/RGBH), which a lane only casts."""
 
     shapes: tuple[tuple[int, int], ...]  # (height, width) of each plane
-    itemsize: int  # 1 (uint8) or 2 (uint16)
+    dtype: np.dtype
 
     @classmethod
     def for_spec(cls, spec: ColourSpec, width: int, height: int) -> "PlaneLayout":
         vert, horiz = _subsampled_axes(spec.subsampling)
         ch, cw = (math.ceil(height / 2) if vert else height), (math.ceil(width / 2) if horiz else width)
-        return cls(((height, width), (ch, cw), (ch, cw)), 1 if spec.bit_depth <= 8 else 2)
+        return cls(((height, width), (ch, cw), (ch, cw)), sample_dtype(spec.bit_depth))
+
+    @classmethod
+    def rgb(cls, width: int, height: int, dtype: np.dtype) -> "PlaneLayout":
+        return cls(((height, width),) * 3, np.dtype(dtype))
+
+    @classmethod
+    def of(cls, planes: Sequence[np.ndarray]) -> "PlaneLayout":
+        """The layout of these three planes."""
+        return cls(tuple(tuple(p.shape) for p in planes[:3]), planes[0].dtype)
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype.kind == "f"
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
 
     @property
     def offsets(self) -> tuple[int, int, int]:
@@ -271,17 +291,13 @@ class PlaneLayout:
         """Samples per frame."""
         return sum(h * w for h, w in self.shapes)
 
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(np.uint8 if self.itemsize == 1 else np.uint16)
-
-    def views(self, buffer: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
-        """The planes of frame k inside `buffer` (1-D, of this layout's dtype)."""
+    def views(self, buffer, k: int) -> tuple:
+        """The planes of frame k inside `buffer` (1-D numpy array or tensor of this layout's dtype)."""
         base = k * self.frame
         return tuple(buffer[base + o: base + o + h * w].reshape(h, w) for o, (h, w) in zip(self.offsets, self.shapes))
 
 
-def decode_args(spec: ColourSpec, layout: PlaneLayout, src: int, dst: torch.Tensor, count: int) -> dict[str, Any]:
+def to_rgb_args(spec: ColourSpec, layout: PlaneLayout, src: int, dst: torch.Tensor, count: int) -> dict[str, Any]:
     """Arguments of planes_to_rgb: frames at `src` (a device address) -> dst (N, 3, H, W), any strides."""
     (h, w), (ch, cw), _ = layout.shapes
     h_cosited, v_cosited = _COSITED[spec.chroma_loc]
@@ -290,16 +306,16 @@ def decode_args(spec: ColourSpec, layout: PlaneLayout, src: int, dst: torch.Tens
     return dict(src=src, frame_stride=layout.frame, off0=o[0], pitch0=w, off1=o[1], pitch1=cw, step1=1, off2=o[2],
                 pitch2=cw, step2=1, height=h, width=w, c_height=ch, c_width=cw,
                 site_y=0.0 if v_cosited else -0.25, site_x=0.0 if h_cosited else -0.25,
-                **_matrix_args(*decode_coefficients(spec)), dst=dst.data_ptr(), d_n=sn, d_c=sc, d_y=sy, d_x=sx,
+                **_matrix_args(*to_rgb_coefficients(spec)), dst=dst.data_ptr(), d_n=sn, d_c=sc, d_y=sy, d_x=sx,
                 total=count * h * w)
 
 
-def encode_args(spec: ColourSpec, layout: PlaneLayout, src: torch.Tensor, dst: int, count: int) -> dict[str, Any]:
+def to_planes_args(spec: ColourSpec, layout: PlaneLayout, src: torch.Tensor, dst: int, count: int) -> dict[str, Any]:
     """Arguments of rgb_to_planes: src (N, 3, H, W), any strides -> frames at `dst` (a device address)."""
     (h, w), (ch, cw), _ = layout.shapes
     vert, horiz = _subsampled_axes(spec.subsampling)
     h_cosited, v_cosited = _COSITED[spec.chroma_loc]
-    m, b, (lo0, hi0), (lo1, hi1) = encode_coefficients(spec)
+    m, b, (lo0, hi0), (lo1, hi1) = to_planes_coefficients(spec)
     ty, tx = _taps(vert, v_cosited), _taps(horiz, h_cosited)
     sn, sc, sy, sx = src.stride()
     o = layout.offsets
@@ -369,18 +385,30 @@ class CudaColour:
         return self._streams[stream.cuda_stream]
 
     def launcher(self, name: str, itemsize: int, rgb_dtype: torch.dtype, values: dict[str, Any]) -> "Launch":
-        args = DECODE_ARGS if name == "planes_to_rgb" else ENCODE_ARGS
-        return Launch(self, self._kernel(name, itemsize, rgb_dtype), pack(args, values), int(values["total"]))
+        return Launch(self, self._kernel(name, itemsize, rgb_dtype), kernel_args(name), values)
+
+    def run(self, launch: "Launch", stream: torch.cuda.Stream) -> None:
+        with self._cp.cuda.Device(self.index), self.stream(stream):
+            launch.kernel(launch.grid, (_BLOCK,), launch.args)
+
+
+def kernel_args(name: str) -> tuple[tuple[str, str], ...]:
+    return TO_RGB_ARGS if name == "planes_to_rgb" else TO_PLANES_ARGS
 
 
 class Launch:
-    """One kernel with its arguments packed once; calling it enqueues it on a torch stream."""
+    """One kernel with its arguments packed once; calling it enqueues it on a torch stream.
+    `owner.run` launches it (CudaColour; the tests' host build stands in with the same call)."""
 
-    def __init__(self, owner: CudaColour, kernel: Any, args: tuple, total: int):
-        self._owner, self._kernel, self.args = owner, kernel, args
-        self.grid = ((total + _BLOCK - 1) // _BLOCK,)
+    def __init__(self, owner: Any, kernel: Any, spec: tuple[tuple[str, str], ...], values: dict[str, Any]):
+        self.owner, self.kernel, self.spec = owner, kernel, spec
+        self.args = pack(spec, values)
+        self.values = values
+        self.grid = ((int(values["total"]) + _BLOCK - 1) // _BLOCK,)
+
+    def rebind(self, **pointers: int) -> "Launch":
+        """The same launch on other buffers of the same shapes and strides (only addresses change)."""
+        return Launch(self.owner, self.kernel, self.spec, {**self.values, **pointers})
 
     def __call__(self, stream: torch.cuda.Stream) -> None:
-        cp = self._owner._cp
-        with cp.cuda.Device(self._owner.index), self._owner.stream(stream):
-            self._kernel(self.grid, (_BLOCK,), self.args)
+        self.owner.run(self, stream)

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from . import colour, media
+from . import atomic, colour, media
 from .errors import OutputError, UnsupportedInputError
 from .evaluate import Upscaler, bicubic_upscaler
+from .models.rlfn import output_size
 
 LABEL_HEIGHT = 20  # px of caption bar above each panel
 GAP = 4  # px between panels
@@ -87,7 +88,7 @@ def _frames(source: media.Source):
 
 
 def _rgb(pic: media.Picture, info: media.VideoInfo) -> torch.Tensor:
-    return colour.planes_to_rgb([torch.from_numpy(p) for p in pic.planes], info.colour)
+    return colour.planes_to_rgb([torch.from_numpy(p) for p in pic.planes], pic.colour)
 
 
 def _frame_step(info: media.VideoInfo, last: Fraction | None) -> Fraction:
@@ -167,9 +168,10 @@ def panels(rgb: torch.Tensor, upscalers: Mapping[str, Upscaler], scale: int,
     region = rgb[:, y0:y1, x0:x1]
     cx, cy, cw, ch = (crop.x - x0, crop.y - y0, crop.w, crop.h) if crop else (0, 0, width, height)
     s = scale
+    out_w, out_h = output_size(region.shape[2], region.shape[1], s)
 
     def cut(up: torch.Tensor) -> torch.Tensor:
-        want = (3, region.shape[1] * s, region.shape[2] * s)
+        want = (3, out_h, out_w)
         if tuple(up.shape) != want:
             raise UnsupportedInputError(f"an upscaler returned {tuple(up.shape)}, not {want}: is it x{s}?")
         return up[:, cy * s:(cy + ch) * s, cx * s:(cx + cw) * s]
@@ -200,7 +202,7 @@ def compare(src: str | os.PathLike, dst: str | os.PathLike, upscalers: Mapping[s
     """Write the comparison sheet of the frame at `at` seconds of `src` to `dst` (format from its
     extension; PNG advised). `upscalers`: caption -> callable ((3, H, W) [0, 1] -> x`scale`)."""
     src, dst = Path(src), Path(dst)
-    media.check_output(src, dst, overwrite=overwrite)
+    atomic.check_output(src, dst, overwrite=overwrite)
     fmt = Image.registered_extensions().get(dst.suffix.lower())
     if fmt is None:
         raise OutputError(f"{dst}: unknown image format {dst.suffix or '(no extension)'}; use .png")
@@ -208,6 +210,6 @@ def compare(src: str | os.PathLike, dst: str | os.PathLike, upscalers: Mapping[s
     if crop is not None:
         crop.check(grab.info.width, grab.info.height)
     image = sheet(panels(grab.rgb, upscalers, scale, crop))
-    with media.atomic_output(dst, overwrite=overwrite) as tmp:
+    with atomic.atomic_output(dst, overwrite=overwrite) as tmp:
         image.save(tmp, format=fmt)
     return dst, grab

@@ -15,16 +15,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
 from . import codec_options, hdr, streams
-from .colour import ColourSpec, Matrix, default_matrix, format_layout
+from .colour import ColourSpec, Matrix, default_matrix, format_layout, jpeg_range, sample_dtype
 from .errors import EncoderError, OutputError
-from .media import PLANAR_DEPTHS, Source, VideoInfo, planar_depth, planar_format, plane_view
+from .media import PLANAR_DEPTHS, Picture, Source, VideoInfo, planar_depth, planar_format, plane_view
 
 Warn = Callable[[str], None]
 
@@ -92,7 +91,7 @@ def plan_video(info: VideoInfo, *, width: int, height: int, codec: str = "libx26
             raise EncoderError(f"{pix_fmt} needs even dimensions; the output is {width}x{height}")
         if rgb and not src_rgb:
             raise EncoderError(f"{pix_fmt} is RGB; encoding a Y'CbCr source as RGB is not supported")
-        if pix_fmt.startswith("yuvj"):  # the JPEG formats are full range by definition
+        if jpeg_range(pix_fmt):
             src = replace(src, full_range=True)
     else:
         (rgb, depth, sub), pix_fmt = _choose_layout(available, src_rgb, src.bit_depth, src.subsampling, width,
@@ -136,6 +135,16 @@ def _choose_layout(available: list[str], rgb: bool, depth: int, sub: str, width:
                 return layout, name
     raise EncoderError(f"{codec} has no pixel format for a {width}x{height} output (it takes: "
                        f"{', '.join(available)}); try --pix-fmt or another codec")
+
+
+@dataclass(frozen=True)
+class FrameBuffer:
+    """A frame a Sink allocated before its planes were filled: the upscaler writes its output
+    straight into `planes` (views of `frame`), and `Sink.write_frame` encodes it without a copy."""
+
+    frame: av.VideoFrame
+    planes: tuple[np.ndarray, ...]
+    sink: Sink
 
 
 class Sink:
@@ -282,11 +291,27 @@ class Sink:
         if route is not None:
             route(packet)
 
-    def write_frame(self, planes: tuple[np.ndarray, ...], pts: int, time_base: Fraction) -> None:
-        plan, spec = self.plan, self.plan.colour
+    def new_frame(self) -> FrameBuffer:
+        """An empty frame of the upscaler's output size and planar format, for `write_frame`."""
+        plan = self.plan
         frame = av.VideoFrame(*(plan.model_size or (plan.width, plan.height)), plan.fill_format)
-        for plane, data in zip(frame.planes, planes):
-            plane_view(plane, data.dtype)[:] = data
+        dtype = sample_dtype(plan.colour.bit_depth)
+        return FrameBuffer(frame, tuple(plane_view(p, dtype) for p in frame.planes[:3]), self)
+
+    def write_frame(self, pic: Picture) -> None:
+        """Encode an upscaled picture: its planes as they are when it holds a frame of ours
+        (`new_frame`, filled in place), else copied into a new one. Its colour must be the plan's."""
+        plan, spec = self.plan, pic.colour
+        if spec != plan.colour:
+            raise EncoderError(f"frame {pic.index} is {spec.describe()}, the encoder was set up for "
+                               f"{plan.colour.describe()}")
+        buffer = pic.storage
+        if not (isinstance(buffer, FrameBuffer) and buffer.sink is self):
+            buffer = self.new_frame()
+            for dst, data in zip(buffer.planes, pic.planes):
+                dst[:] = data
+        frame = buffer.frame
+        pts, time_base = pic.pts, pic.time_base
         if plan.model_size is not None:  # same format and range: swscale only resamples
             frame = frame.reformat(plan.width, plan.height, plan.pix_fmt, src_color_range=spec.color_range,
                                    dst_color_range=spec.color_range, interpolation="LANCZOS", threads=1)

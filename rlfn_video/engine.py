@@ -6,7 +6,8 @@ it knows nothing of files, colour or progress.
 Precision: "fp32", "fp16" (CUDA: weights and activations in half) or "bf16" (autocast; on CPUs
 with native bf16 it is ~3x faster than fp32; on 8-bit output >= 54.9 dB from fp32's, >= 99.94 %
 of values within +-1, at most 3 apart: Set14 x4, torch and OpenVINO alike, precision_gate.py).
-`half=True` means the fast low precision of the device: fp16 on CUDA, bf16 on CPU.
+`fast=True` means the device's fast precision: fp16 on CUDA, bf16 on CPUs (the default on CUDA
+and on CPUs with native bf16); `fast=False` means fp32. (`half=` is the old name of `fast=`.)
 
 Backend (backends.py): "auto" (default), "torch", "torch-compile", "openvino" or a
 `Backend.Torch(...)`/`Backend.OpenVINO(...)`; it only runs the network, the engine keeps the value
@@ -32,16 +33,11 @@ from .models import DEFAULT_MODEL, ModelDescriptor, load_model
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 
-def native_bf16_cpu() -> bool:
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    return bool(probe and probe())
-
-
-def choose_precision(device: torch.device, half: bool | None, precision: str | None,
+def choose_precision(device: torch.device, fast: bool | None, precision: str | None,
                      backend: backends.Spec = None) -> str:
-    """`precision`, else `half`, else the backend's own (an explicit Backend.OpenVINO precision,
+    """`precision`, else `fast`, else the backend's own (an explicit Backend.OpenVINO precision,
     fp16 on an Intel GPU), else the device's: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32."""
-    if precision is None and half is None:
+    if precision is None and fast is None:
         precision = backends.precision_hint(backend)
     if precision is not None:
         if precision not in PRECISIONS:
@@ -49,26 +45,28 @@ def choose_precision(device: torch.device, half: bool | None, precision: str | N
 
             raise RlfnError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
         return precision
-    if half is False:
+    if fast is False:
         return "fp32"
     if device.type == "cuda":
         return "fp16"
     # CPU: bf16 when asked, or by default where the CPU computes it natively.
-    return "bf16" if half or native_bf16_cpu() else "fp32"
+    return "bf16" if fast or backends.native_bf16_cpu() else "fp32"
 
 
 _MEMORY_SHARE = 0.8  # of the free GPU memory a frame's activations may take before tiling
 
 
 class Engine:
-    def __init__(self, model: ModelDescriptor, *, device: str | torch.device = "auto", half: bool | None = None,
+    def __init__(self, model: ModelDescriptor, *, device: str | torch.device = "auto", fast: bool | None = None,
                  precision: str | None = None, tile: int | str | None = "auto",
-                 tile_overlap: int = tiling.DEFAULT_OVERLAP, backend: backends.Spec = "auto"):
+                 tile_overlap: int = tiling.DEFAULT_OVERLAP, backend: backends.Spec = "auto",
+                 half: bool | None = None):
+        fast = half if fast is None else fast  # `half=`: the old name of `fast=`, still accepted
         spec = backends.parse_backend(backend)
         if isinstance(spec, Backend.OpenVINO) and device in (None, "auto"):
             device = "cpu"  # OpenVINO's tensors live on the host, whatever GPU torch sees
         self.device = resolve_device(device)
-        self.precision = choose_precision(self.device, half, precision, spec)
+        self.precision = choose_precision(self.device, fast, precision, spec)
         self.backend = backends.resolve_backend(spec, self.device, self.precision)
         torch_fp16 = self.precision == "fp16" and isinstance(self.backend, Backend.Torch)
         self.dtype = torch.float16 if torch_fp16 else torch.float32  # dtype of weights and input
@@ -93,12 +91,13 @@ class Engine:
         model: str | None = DEFAULT_MODEL,
         weights: str | os.PathLike | None = None,
         device: str | torch.device = "auto",
-        half: bool | None = None,
+        fast: bool | None = None,
         precision: str | None = None,
         tile: int | str | None = "auto",
         backend: backends.Spec = "auto",
+        half: bool | None = None,  # the old name of `fast`
     ) -> "Engine":
-        return cls(load_model(scale=scale, model=model, weights=weights), device=device, half=half,
+        return cls(load_model(scale=scale, model=model, weights=weights), device=device, fast=fast, half=half,
                    precision=precision, tile=tile, backend=backend)
 
     @property

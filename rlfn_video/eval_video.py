@@ -213,7 +213,7 @@ def with_bicubic(models: Mapping[str, Upscaler], scale: int) -> dict[str, Upscal
 def score_video_model(engine: Upscaler, scale: int | None = None, *, sets: Iterable[str | Path] | None = None,
                       crfs: Sequence[int] = CRFS, frames: int = FRAMES, progress: Progress | None = None) -> dict:
     """The "eval_video" metadata of one model (module docstring), for the training export:
-    `meta["eval_video"] = score_video_model(Engine(desc, device="cpu", half=False))`."""
+    `meta["eval_video"] = score_video_model(Engine(desc, device="cpu", fast=False))`."""
     scale = scale if scale is not None else engine.scale
     result = evaluate_compressed({"model": engine}, scale, sets=sets, crfs=crfs, frames=frames, progress=progress)
     return result.as_meta("model")

@@ -25,6 +25,7 @@ from PIL import Image
 
 from .colour import luma
 from .errors import UnsupportedInputError
+from .models import output_size
 from .resize import downscale, imresize
 
 Upscaler = Callable[[torch.Tensor], torch.Tensor]  # (3,H,W) [0,1] -> (3,sH,sW) [0,1]
@@ -108,8 +109,9 @@ def evaluate(upscale: Upscaler, data: Path, scale: int, *, round_y: bool = False
     for name, hr_path, lr_path in pairs(data, scale):
         hr = read_rgb(hr_path)
         lr = read_rgb(lr_path) if lr_path else downscale(hr, scale, quantize=True)
-        hr = hr[:, : lr.shape[1] * scale, : lr.shape[2] * scale]
-        if hr.shape[1:] != (lr.shape[1] * scale, lr.shape[2] * scale):
+        ow, oh = output_size(lr.shape[2], lr.shape[1], scale)
+        hr = hr[:, :oh, :ow]
+        if hr.shape[1:] != (oh, ow):
             raise UnsupportedInputError(f"{name}: LR {tuple(lr.shape[1:])} x{scale} is larger than HR {tuple(hr.shape[1:])}")
         sr = upscale(lr.float() / 255.0).double().clamp(0, 1).mul(255).round().cpu()
         p, s = score(sr, hr, scale, round_y=round_y)

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .atomic import atomic_output, check_output
 from .engine import Engine
 from .errors import OutputError, UnsupportedInputError
-from .media import atomic_output, check_output
 from .resize import imresize
 
 
@@ -47,10 +47,11 @@ def upscale_image(
     model: str | None = None,
     weights: str | os.PathLike | None = None,
     device: str = "auto",
-    half: bool | None = None,
+    fast: bool | None = None,
     overwrite: bool = False,
     engine: Engine | None = None,
     backend: Any = "auto",
+    half: bool | None = None,  # the old name of `fast`
 ) -> Path:
     """`src` upscaled into `dst` (format from its extension); `backend` as in `upscale_video`.
     OpenVINO converts the model first (seconds): for one image, torch starts sooner."""
@@ -60,8 +61,8 @@ def upscale_image(
     if Image.registered_extensions().get(ext) is None:
         raise OutputError(f"{dst}: unknown image format {ext or '(no extension)'}; use .png, .jpg, .webp, ...")
     im = read_image(src)
-    engine = engine or Engine.from_options(scale=scale, model=model, weights=weights, device=device, half=half,
-                                           backend=backend)
+    engine = engine or Engine.from_options(scale=scale, model=model, weights=weights, device=device, fast=fast,
+                                           half=half, backend=backend)
     out = upscale_pil(im, engine)
     fmt = Image.registered_extensions()[ext]
     if fmt == "JPEG" and out.mode == "RGBA":

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_atomic
 from .errors import RlfnError
 from .media import Span
 
@@ -80,9 +81,7 @@ class Manifest:
     def save(self) -> None:
         data = {"format": FORMAT, "version": VERSION, "input": self.input, "settings": self.settings,
                 "segments": [asdict(s) for s in self.segments]}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(data, indent=1))
 
     @classmethod
     def load(cls, path: Path) -> Manifest:

@@ -11,20 +11,19 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import secrets
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 
 from . import deinterlace as deint
-from .colour import ColourSpec, format_layout, spec_from_av
-from .errors import OutputError, OutputExistsError, RlfnError, TruncatedInputError, UnsupportedInputError
+from .colour import ColourSpec, format_layout, jpeg_range, sample_dtype, spec_from_av
+from .errors import RlfnError, TruncatedInputError, UnsupportedInputError
 from .frame_range import Cut, Window, check_range
 from .hdr import HdrMetadata, read_hdr
 
@@ -46,12 +45,18 @@ def planar_depth(bit_depth: int) -> int:
 
 @dataclass(frozen=True)
 class Picture:
-    """One decoded frame: planes (Y, U, V or G, B, R; uint8 or uint16) and its exact timing."""
+    """One frame: planes (Y, U, V or G, B, R; uint8 or uint16), its exact timing and its colour
+    (matrix, range, siting, depth), which travels with it from the decoder to the encoder.
+
+    Decoded planes are views of the decoder's frame (no copy; the views keep it alive). `storage`
+    is what holds upscaled planes when the encoder allocated them (encode.FrameBuffer), else None."""
 
     planes: tuple[np.ndarray, ...]
     pts: int
     time_base: Fraction
     index: int
+    colour: ColourSpec
+    storage: Any = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ class VideoInfo:
 
     @property
     def decode_path(self) -> str:
-        how = "direct" if self.decode_format == self.pix_fmt or self.pix_fmt.startswith("yuvj") else "swscale"
+        how = "direct" if self.decode_format == self.pix_fmt or jpeg_range(self.pix_fmt) else "swscale"
         return f"{self.codec} {self.pix_fmt} -> {self.decode_format} ({how})"
 
 
@@ -176,11 +181,14 @@ class Source:
     flagged interlaced through bwdif (yadif without it), one frame each, and pass progressive
     ones untouched; "field" makes one frame per field (double rate, half the time base in
     `info`); see deinterlace.py. `summary()` says what was done, once iterated.
+
+    `colour`, `hdr`: what the frames are taken to be instead of what the first ones say (a
+    segment takes the whole file's, so every segment converts alike); each `Picture` carries it.
     """
 
     def __init__(self, path: str | os.PathLike, *, max_frames: int | None = None, span: Span | None = None,
                  deinterlace: str = "off", start: float | None = None, frames: int | None = None,
-                 duration: float | None = None):
+                 duration: float | None = None, colour: ColourSpec | None = None, hdr: HdrMetadata | None = None):
         self.path = Path(path)
         self.max_frames = check_range(start, frames, duration, max_frames, span)
         self.span = span
@@ -217,7 +225,7 @@ class Source:
             if self._deint is not None and self._deint.per_field:
                 info = replace(info, time_base=info.time_base / 2, rate=info.rate * 2 if info.rate else None)
             self.info = replace(info, field_order=self.fields.order, mixed_fields=bool(self.fields.mixed),
-                                notes=info.notes + tuple(notes))
+                                notes=info.notes + tuple(notes), colour=colour or info.colour, hdr=hdr or info.hdr)
             self._late_order: str | None = None  # of the first frame flagged interlaced after a progressive start
             self._step = max(1, round(1 / (self.info.rate * self.info.time_base))) if self.info.rate else 1
             self._index = self.span.first if self.span is not None else 0
@@ -279,7 +287,7 @@ class Source:
     def _describe(self, frame: av.VideoFrame) -> VideoInfo:
         s = self.video
         rgb, depth, sub = format_layout(frame.format)
-        direct = frame.format.name.startswith("yuvj")  # same planes as yuv4xxp, full range
+        direct = jpeg_range(frame.format.name)  # same planes as yuv4xxp, full range
         decode_format = frame.format.name if direct else planar_format(rgb, depth, sub)
         colour = replace(spec_from_av(frame), bit_depth=format_layout(av.VideoFormat(decode_format))[1])
         matrix = frame.side_data.get(DISPLAYMATRIX)
@@ -456,7 +464,8 @@ class Source:
                 if self._zero is None:
                     self._zero = pts
                 pts -= self._zero
-            yield Picture(_planes(frame, info), pts, Fraction(frame.time_base or info.time_base), self._index)
+            yield Picture(_planes(frame, info), pts, Fraction(frame.time_base or info.time_base), self._index,
+                          info.colour)
             self._index += 1
 
 
@@ -472,56 +481,10 @@ def _planes(frame: av.VideoFrame, info: VideoInfo) -> tuple[np.ndarray, ...]:
         rng = info.colour.color_range  # same range both sides: swscale only repacks/reshifts
         # threads=1: deterministic (sliced swscale can dither differently after a reconfiguration).
         frame = frame.reformat(format=info.decode_format, src_color_range=rng, dst_color_range=rng, threads=1)
-    dtype = np.dtype(np.uint8 if info.colour.bit_depth <= 8 else "<u2")
-    return tuple(plane_view(p, dtype).copy() for p in frame.planes[:3])
+    return tuple(plane_view(p, sample_dtype(info.colour.bit_depth)) for p in frame.planes[:3])
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
     """What `Source` learns on opening (it decodes the first frame), without keeping it open."""
     with Source(path) as source:
         return source.info
-
-
-# ---------------------------------------------------------------------------------------------
-# Atomic output
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def check_output(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False) -> None:
-    """Refuse IN == OUT, an existing OUT without `overwrite`, and a folder as OUT."""
-    src, dst = Path(src), Path(dst)
-    if _same_file(src, dst):
-        raise OutputError(f"{dst}: output is the input file")
-    if dst.is_dir():
-        raise OutputError(f"{dst}: is a folder")
-    if dst.exists() and not overwrite:
-        raise OutputExistsError(f"{dst}: already exists")
-
-
-@contextmanager
-def atomic_output(dst: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a fresh temporary path next to `dst` (same extension, so the container format is
-    the same); move it onto `dst` when the block completes, delete it when the block raises
-    (KeyboardInterrupt included). An unwritable or missing folder fails here, before any work."""
-    dst = Path(dst)
-    tmp = dst.parent / f".{dst.name}.part-{secrets.token_hex(4)}{dst.suffix}"
-    try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # 0o666: honours the umask
-    except OSError as e:
-        raise OutputError(f"{dst}: cannot write in {dst.parent} ({e.strerror})") from None
-    try:
-        yield tmp
-        if dst.exists() and not overwrite:
-            raise OutputError(f"{dst}: appeared while writing; not replacing it")
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

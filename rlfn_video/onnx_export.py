@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import atomic_output, check_output
 from .errors import OutputError, RlfnError, UnsupportedInputError
-from .media import atomic_output, check_output
 from .models import DEFAULT_MODEL, ModelDescriptor, load_model
 from .models.rlfn import MIN_SIZE, RLFN, variant_name
 from .models.zoo import embedded_weights

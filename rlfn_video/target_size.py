@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 
 from .errors import RlfnError
-
-MODEL_SCALES = (2, 3, 4)
+from .models.rlfn import SCALES as MODEL_SCALES
+from .models.rlfn import output_size
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Fit:
 
     def resized(self, width: int, height: int) -> bool:
         """Whether the model's output (of a `width` x `height` input) needs the resize."""
-        return (self.width, self.height) != (width * self.scale, height * self.scale)
+        return (self.width, self.height) != output_size(width, height, self.scale)
 
     def note(self, width: int, height: int) -> str:
         how = "resized up (Lanczos) the rest of the way" if self.beyond else "downscaled (Lanczos)"
@@ -71,6 +71,7 @@ def fit(width: int, height: int, *, size: tuple[int, int] | None = None, target_
     if out_w <= width and out_h <= height:
         raise RlfnError(f"target {out_w}x{out_h} is not larger than the {width}x{height} input; nothing to upscale")
     for s in sorted(scales):
-        if width * s >= out_w and height * s >= out_h:
+        model_w, model_h = output_size(width, height, s)
+        if model_w >= out_w and model_h >= out_h:
             return Fit(s, out_w, out_h)
     return Fit(max(scales), out_w, out_h, beyond=True)

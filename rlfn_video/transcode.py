@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import encode, hwcodec, media, target_size
+from . import atomic, encode, hwcodec, media, target_size
 from .colour import ColourSpec
-from .errors import RlfnError, UnsupportedScaleError
-from .pipeline import FramePipeline, PipelineOptions, make_pipeline
+from .errors import RlfnError
+from .models.rlfn import check_scale, output_size
+from .pipeline import Pipeline, PipelineOptions, make_pipeline
 
 Progress = Callable[[int, "int | None"], None]
 
@@ -49,7 +50,7 @@ class TranscodeReport:
     codec: str
     pix_fmt: str
     warnings: tuple[str, ...]
-    pipeline: str = ""  # which SR path ran (device, batching, streams, graphs, tiles)
+    pipeline: str = ""  # which SR path ran (device, frames per call, streams, graphs, tiles)
     hardware: str = ""  # NVDEC/NVENC: what this PyAV build and GPU offer, and what was used
 
 
@@ -98,7 +99,7 @@ def _consume(sink: encode.Sink, q: queue.Queue, stop: threading.Event, failed: l
     try:
         while (item := _get(q, stop)) is not _END:
             if isinstance(item, media.Picture):
-                sink.write_frame(item.planes, item.pts, item.time_base)
+                sink.write_frame(item)
             else:
                 sink.write_packet(item)
         if not stop.is_set():
@@ -140,7 +141,7 @@ def upscale_video(
     model: str | None = None,
     weights: str | os.PathLike | None = None,
     device: str = "auto",
-    half: bool | None = None,
+    fast: bool | None = None,
     codec: str = "libx264",
     crf: float | None = None,
     preset: str | None = None,
@@ -160,11 +161,13 @@ def upscale_video(
     frames: int | None = None,
     duration: float | None = None,
     backend: Any = "auto",
+    half: bool | None = None,  # the old name of `fast`
 ) -> TranscodeReport:
     """Upscale every frame of `src` into `dst`, keeping timing, colour, rotation, audio and subtitles.
 
     `engine`: a ready `Engine` (or any object with `.scale` and `__call__(rgb NCHW) -> NCHW`);
-    when given, `scale`, `model`, `weights`, `device`, `half` and `backend` are not used. `backend`:
+    when given, `scale`, `model`, `weights`, `device`, `fast` and `backend` are not used. `fast`: the
+    device's fast precision (fp16 on CUDA, bf16 on CPUs; None: where it is native). `backend`:
     what runs the network, "auto", "torch", "torch-compile", "openvino" or a `Backend.Torch(...)`/
     `Backend.OpenVINO(...)` (backends.py; "auto": `backends.choose_backend`). `model`: a name of
     `models.zoo.MODELS`; None with no `weights` is `zoo.DEFAULT_VIDEO_MODEL`, or the clean model
@@ -180,7 +183,8 @@ def upscale_video(
     flagged interlaced go through bwdif, one frame each; progressive input untouched), "frame"
     (the same, and says so when nothing is flagged), "field" (one frame per field: double frame
     rate), "off" (as decoded); what was done is a remark (see `media.Source`, deinterlace.py).
-    `pipeline`: frames in flight, batching, streams, graphs (None: chosen from the frame size).
+    `pipeline`: frames per model call, calls in flight, streams, graphs, SR threads on the CPU
+    (`PipelineOptions`; None: chosen from the frame size).
     `progress(done, total)` is called after each frame from this thread (`total` is None when
     the container has no frame count); `warn(message)` receives each remark, also listed in the
     report. Raises the `RlfnError` subclasses of `errors.py`; on any error or KeyboardInterrupt
@@ -193,18 +197,15 @@ def upscale_video(
         info = source.info
         for remark in info.notes:
             note(remark)
-        media.check_output(src, dst, overwrite=overwrite)
+        atomic.check_output(src, dst, overwrite=overwrite)
         fitted = None
         if size is not None:
             fitted = target_size.fit(info.width, info.height, target_width=size[0], target_height=size[1],
                                      scales=(engine.scale,) if engine is not None else target_size.MODEL_SCALES)
             scale = fitted.scale
             note(fitted.note(info.width, info.height))
-        factor = engine.scale if engine is not None else scale
-        if not isinstance(factor, int) or factor < 1:
-            raise UnsupportedScaleError(f"scale must be a positive integer, got {factor!r}")
-        model_size = (info.width * factor, info.height * factor)
-        with media.atomic_output(dst, overwrite=overwrite) as tmp:  # fails early on an unwritable folder
+        model_size = output_size(info.width, info.height, engine.scale if engine is not None else check_scale(scale))
+        with atomic.atomic_output(dst, overwrite=overwrite) as tmp:  # fails early on an unwritable folder
             plan = encode.plan_video(info, width=fitted.width if fitted else model_size[0],
                                      height=fitted.height if fitted else model_size[1], codec=codec, crf=crf,
                                      preset=preset, pix_fmt=pix_fmt, bitrate=bitrate,
@@ -215,7 +216,7 @@ def upscale_video(
                 from .models.zoo import video_model_for
 
                 engine = Engine.from_options(scale=scale, model=video_model_for(model, weights, scale), weights=weights,
-                                             device=device, half=half, tile=tile, backend=backend)
+                                             device=device, fast=fast, half=half, tile=tile, backend=backend)
             hardware = hwcodec.describe(getattr(engine, "device", None), info.codec, plan.codec)
             _, frames_out, seconds, path = transcode_into(
                 source, tmp, plan, engine, pipeline=pipeline, progress=progress, total=source.total, warn=note,
@@ -239,7 +240,7 @@ def transcode_into(source: media.Source, path: Path, plan: encode.VideoPlan, eng
     pipeline description). The caller owns `path` (a temporary file it commits or deletes)."""
     sink = encode.Sink(path, source, plan, warn=warn, name=name)
     try:
-        with make_pipeline(engine, source.info.colour, plan.colour, options=pipeline) as pipe:
+        with make_pipeline(engine, plan.colour, options=pipeline, output=sink.new_frame) as pipe:
             t0 = time.perf_counter()
             frames_in = _run(source, sink, pipe, progress, total)
             return frames_in, sink.frames, time.perf_counter() - t0, pipe.description
@@ -250,7 +251,7 @@ def transcode_into(source: media.Source, path: Path, plan: encode.VideoPlan, eng
 _FRAME = object()  # a frame's place among the packets, while the pipeline holds it
 
 
-def _run(source: media.Source, sink: encode.Sink, pipe: FramePipeline, progress: Progress | None,
+def _run(source: media.Source, sink: encode.Sink, pipe: Pipeline, progress: Progress | None,
          total: int | None) -> int:
     """Run the three stages; returns the frame count. Re-raises the first failure of any stage."""
     stop = threading.Event()

@@ -1,8 +1,9 @@
-"""Who encodes the segments: this process, one process per device, or Ray actors on a cluster.
+"""Who runs the segment jobs: this process, one process per device, or Ray actors on a cluster.
 
-Every kind runs `segmented.encode_segment` with an `Engine` it loads once and keeps for all
-the segments (and all the inputs of a batch) it is given; results come back to the caller's
-thread, which alone writes the manifest.
+Every kind runs segment jobs (segment_job.py: `run_segment` on a `SegmentTask`) with an
+`Engine` it loads once and keeps for all the segments (and all the inputs of a batch) it is
+given; results come back to the caller's thread (segmented.py), which alone writes the manifest.
+This module knows the job contract only, never the orchestrator.
 
 - `InProcess`: one device, in this process (Ctrl-C lands between frames, as in a single pass).
 - `LocalProcesses`: one spawned process per entry of `devices` ("cuda:0", "cuda:1", or "cpu"
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 
 from .errors import RlfnError
-from .segmented import EncodeSettings, SegmentResult, SegmentTask, encode_segment
+from .segment_job import EncodeSettings, SegmentResult, SegmentTask, run_segment
 
 OnResult = Callable[[SegmentResult], None]
 OnFrames = Callable[[int, int], None]  # (segment index, frames of it done): where a worker can tell
@@ -86,7 +87,7 @@ def engine_for(settings: EncodeSettings, device: str) -> Any:
 
 def run_task(task: SegmentTask, device: str, label: str, on_frames: OnFrames | None = None) -> SegmentResult:
     progress = (lambda done, total: on_frames(task.index, done)) if on_frames is not None else None
-    result = encode_segment(task, engine_for(task.settings, device), progress)
+    result = run_segment(task, engine_for(task.settings, device), progress)
     return SegmentResult(result.index, result.frames, result.sha256, result.bytes, result.seconds, label)
 
 
@@ -95,7 +96,7 @@ class Workers:
     device_kind = "cpu"  # what the workers run on: "cpu" or "cuda" (decides the default precision)
 
     def run(self, tasks: Sequence[SegmentTask], on_result: OnResult, on_frames: OnFrames | None = None) -> None:
-        """Encode `tasks`; `on_result` for each finished one, in this thread; `on_frames` as frames
+        """Run `tasks`; `on_result` for each finished one, in this thread; `on_frames` as frames
         progress where the worker runs in this process."""
         raise NotImplementedError
 
@@ -233,7 +234,7 @@ class LocalProcesses(Workers):
 
 
 class _SegmentActor:
-    """A Ray actor holding one engine; `run` encodes one segment."""
+    """A Ray actor holding one engine; `run` runs one segment job."""
 
     def __init__(self, device: str, threads: int):
         self.device = device

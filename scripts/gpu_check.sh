@@ -102,9 +102,9 @@ bench=("$py" -m rlfn_video.cli bench --device "$device" --jsonl "$jsonl")
 
 # Most valuable first: model-only and end to end at 540p x4, each beside the naive loop.
 step bench_x4 150 "${bench[@]}" --scale 4 $w4 --res "$x4" --mode model --mode e2e --frames "$frames"
-# CUDA graphs vs eager (fp16) and batch sizes, same size.
-step bench_x4_variants 150 "${bench[@]}" --scale 4 $w4 --res "$x4" --mode pipeline --batch 0 --batch 1 --batch 4 \
-  --graphs on --graphs off --frames "$frames"
+# CUDA graphs vs eager (fp16) and frames per model call, same size.
+step bench_x4_variants 150 "${bench[@]}" --scale 4 $w4 --res "$x4" --mode pipeline \
+  --frames-per-call 0 --frames-per-call 1 --frames-per-call 4 --graphs on --graphs off --frames "$frames"
 if [ "$DRY" = 1 ]; then  # inductor on the CPU compiles for a minute: nothing to learn in a dry run
   say "bench_compile: not in a dry run"
 else  # torch.compile (inductor) beside eager + CUDA graphs: the CUDA default follows these numbers

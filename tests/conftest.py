@@ -51,6 +51,14 @@ def host_kernels(tmp_path_factory):
         pytest.skip(str(e))
 
 
+@pytest.fixture
+def emulated_cuda(monkeypatch, host_kernels):
+    """Device lanes (rlfn_video.lane) on the CPU: tests/emulated_cuda.py."""
+    from . import emulated_cuda as emulation
+
+    emulation.emulate(monkeypatch, host_kernels)
+
+
 @pytest.fixture(params=all_devices())
 def device(request) -> str:
     return request.param

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from rlfn_video import colour_cuda
-from rlfn_video.colour_cuda import DECODE_ARGS, ENCODE_ARGS
+from rlfn_video.colour_cuda import TO_RGB_ARGS, TO_PLANES_ARGS
 
 RGB_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _CTYPES = {colour_cuda.I64: ctypes.c_longlong, colour_cuda.I32: ctypes.c_int, colour_cuda.F32: ctypes.c_float}
@@ -38,7 +38,7 @@ def build(folder: Path) -> dict:
 
 
 def function(lib, name: str):
-    spec = DECODE_ARGS if name == "planes_to_rgb" else ENCODE_ARGS
+    spec = TO_RGB_ARGS if name == "planes_to_rgb" else TO_PLANES_ARGS
     fn = getattr(lib, name)
     fn.restype = None
     fn.argtypes = [ctypes.c_void_p if t.endswith("*") else _CTYPES[t] for _, t in spec]
@@ -47,7 +47,7 @@ def function(lib, name: str):
 
 def call(lib, name: str, values: dict) -> None:
     """Run a kernel over its whole range, from the named values (checked like the CUDA launch)."""
-    spec = DECODE_ARGS if name == "planes_to_rgb" else ENCODE_ARGS
+    spec = TO_RGB_ARGS if name == "planes_to_rgb" else TO_PLANES_ARGS
     colour_cuda.pack(spec, values)
     function(lib, name)(*(values[n] for n, _ in spec))
 
@@ -58,12 +58,14 @@ def call_packed(lib, name: str, packed: tuple) -> None:
 
 
 class HostColour:
-    """Stands in for `colour_cuda.CudaColour`: same `launcher` API, kernels run on the host."""
+    """Stands in for `colour_cuda.CudaColour`: same `launcher`/`run` API, kernels run on the host."""
 
     def __init__(self, libs: dict):
         self.libs = libs
 
     def launcher(self, name, itemsize, rgb_dtype, values):
-        spec = DECODE_ARGS if name == "planes_to_rgb" else ENCODE_ARGS
-        packed, lib = colour_cuda.pack(spec, values), self.libs[itemsize, rgb_dtype]
-        return lambda stream: call_packed(lib, name, packed)
+        return colour_cuda.Launch(self, (self.libs[itemsize, rgb_dtype], name), colour_cuda.kernel_args(name), values)
+
+    def run(self, launch, stream):
+        lib, name = launch.kernel
+        call_packed(lib, name, launch.args)

@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from rlfn_video import backends, precision_gate
-from rlfn_video.backends import Backend
-from rlfn_video.engine import Engine, native_bf16_cpu
+from rlfn_video.backends import Backend, native_bf16_cpu
+from rlfn_video.engine import Engine
 from rlfn_video.errors import RlfnError
 from rlfn_video.models import load_model
-from rlfn_video.segmented import EncodeSettings
+from rlfn_video.segment_job import EncodeSettings
 from rlfn_video.transcode import upscale_video
 
 from .conftest import make_clip, pattern
@@ -178,7 +178,7 @@ def test_gate_refuses_a_backend_that_adds_noise():
 ])
 def test_auto_follows_its_rule(monkeypatch, device, precision, installed, native, want):
     monkeypatch.setattr(backends, "openvino_installed", lambda: installed)
-    monkeypatch.setattr("rlfn_video.engine.native_bf16_cpu", lambda: native)
+    monkeypatch.setattr("rlfn_video.backends.native_bf16_cpu", lambda: native)
     assert backends.choose_backend(torch.device(device), precision) == want
 
 
@@ -188,6 +188,18 @@ def test_auto_engine_on_this_cpu(monkeypatch):
     monkeypatch.undo()
     want = Backend.OpenVINO() if backends.openvino_installed() else Backend.Torch()
     assert engine("auto").backend == want and Engine(reference_model(2), device="cpu", precision="fp32").backend == want
+
+
+def test_fast_and_its_old_name_half():
+    """`fast`: the device's fast precision (bf16 on a CPU, fp16 on CUDA), False: fp32; `half=`: its old name."""
+    from rlfn_video.engine import choose_precision
+
+    for kw, want in (({"fast": False}, "fp32"), ({"half": False}, "fp32"), ({"fast": True}, "bf16"),
+                     ({"half": True}, "bf16")):
+        assert Engine(reference_model(2), device="cpu", backend="torch", **kw).precision == want, kw
+    assert choose_precision(torch.device("cuda"), True, None) == "fp16"
+    assert EncodeSettings.create(device_kind="cpu", half=False, backend="torch").precision == "fp32"
+    assert EncodeSettings.create(device_kind="cpu", fast=True, backend="torch").precision == "bf16"
 
 
 def test_names_and_configs():
@@ -259,7 +271,7 @@ def test_encode_settings_carry_the_backend(monkeypatch):
     with pytest.raises(RlfnError, match="unknown backend"):
         EncodeSettings(backend="tpu")
     monkeypatch.setattr(backends, "openvino_installed", lambda: True)
-    monkeypatch.setattr("rlfn_video.engine.native_bf16_cpu", lambda: True)
+    monkeypatch.setattr("rlfn_video.backends.native_bf16_cpu", lambda: True)
     assert EncodeSettings.create(device_kind="cpu", scale=2).backend == Backend.OpenVINO()
     assert EncodeSettings.create(device_kind="cpu", scale=2, backend="torch").backend == Backend.Torch()
     assert EncodeSettings(scale=2).resolved("cpu").backend == Backend.OpenVINO()
@@ -284,7 +296,7 @@ def test_a_clip_through_openvino_matches_the_torch_path(tmp_path):
     outs = {}
     for backend in ("torch", "openvino"):
         dst = tmp_path / f"{backend}.mkv"
-        report = upscale_video(src, dst, scale=2, model="rlfn_s", device="cpu", half=False, codec="ffv1",
+        report = upscale_video(src, dst, scale=2, model="rlfn_s", device="cpu", fast=False, codec="ffv1",
                                backend=backend)
         assert f"({backend})" in report.pipeline
         outs[backend] = [f.to_ndarray(format="yuv444p").astype(int) for f in frames_of(dst)]

@@ -34,12 +34,12 @@ def fake_upscale(monkeypatch):
 
 def test_video_is_the_default_command(fake_upscale, tmp_path):
     res = runner.invoke(app, ["in.mp4", "out.mkv", "--scale", "2", "--codec", "libx265", "--crf", "20", "--preset",
-                              "slow", "--pix-fmt", "yuv420p10le", "--device", "cpu", "--no-half", "-y", "-q"])
+                              "slow", "--pix-fmt", "yuv420p10le", "--device", "cpu", "--no-fast", "-y", "-q"])
     assert res.exit_code == 0, res.output
     (src, dst, kw), = fake_upscale
     assert (str(src), str(dst)) == ("in.mp4", "out.mkv")
-    assert {k: kw[k] for k in ("scale", "model", "weights", "device", "half", "codec", "crf", "preset", "pix_fmt",
-                               "overwrite")} == dict(scale=2, model=None, weights=None, device="cpu", half=False,
+    assert {k: kw[k] for k in ("scale", "model", "weights", "device", "fast", "codec", "crf", "preset", "pix_fmt",
+                               "overwrite")} == dict(scale=2, model=None, weights=None, device="cpu", fast=False,
                                                      codec="libx265", crf=20, preset="slow", pix_fmt="yuv420p10le",
                                                      overwrite=True)
     assert runner.invoke(app, ["video", "a.mp4", "b.mp4", "-q"]).exit_code == 0
@@ -322,8 +322,28 @@ def test_help_reads_as_users_type():
     video = _help("video")
     assert "Usage: rlfn-video video IN OUT [OPTIONS]" in video and "-s, --scale N" in video
     assert "Usage: rlfn-video batch IN... OUT_DIR [OPTIONS]" in _help("batch")
-    half = " ".join(_help("eval").split())
-    assert "instead of fp32" in half and "[default: no-half]" in half  # the help agrees with the default
+    fast = " ".join(_help("eval").split())
+    assert "instead of fp32" in fast and "[default: no-fast]" in fast  # the help agrees with the default
+
+
+def _params(command: str, args: list[str]) -> dict:
+    """What `command` parses `args` into (no work done)."""
+    import typer.main
+
+    return typer.main.get_command(app).commands[command].make_context(command, args).params
+
+
+def test_old_option_names_still_work_and_only_the_new_ones_are_shown():
+    """--half/--no-half (now --fast/--no-fast) and bench's --batch (now --frames-per-call)."""
+    for command, base in (("video", ["a.mp4", "b.mp4"]), ("eval", []), ("compare", ["a.mp4", "--at", "1"]),
+                          ("image", ["a.png", "b.png"]), ("bench", [])):
+        assert [_params(command, [*base, flag])["fast"] for flag in ("--fast", "--half", "--no-fast", "--no-half")] \
+            == [True, True, False, False], command
+        text = _help(command)
+        assert "--fast / --no-fast" in text and "--half" not in text, text
+    assert _params("video", ["a.mp4", "b.mp4"])["fast"] is None and _params("eval", [])["fast"] is False
+    assert _params("bench", ["--batch", "2", "--frames-per-call", "3"])["frames_per_call"] == [2, 3]
+    assert "--frames-per-call N" in _help("bench") and "--batch" not in _help("bench")
 
 
 def test_existing_output_names_the_flag(tmp_path):

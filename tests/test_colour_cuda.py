@@ -12,7 +12,7 @@ import torch
 
 from rlfn_video import colour, colour_cuda
 from rlfn_video.colour import ColourSpec, Matrix
-from rlfn_video.colour_cuda import DECODE_ARGS, ENCODE_ARGS, PlaneLayout
+from rlfn_video.colour_cuda import TO_RGB_ARGS, TO_PLANES_ARGS, PlaneLayout
 
 from . import host_kernels as host
 from .conftest import all_devices
@@ -68,12 +68,12 @@ def test_coefficients_are_colour_py_in_float64(matrix, full, depth):
     spec = spec_of(matrix, full, depth, "444")
     gen = torch.Generator().manual_seed(depth)
     planes = torch.randint(0, 2**depth, (3, 5, 6), generator=gen, dtype=torch.float64)
-    m, b = colour_cuda.decode_coefficients(spec)
+    m, b = colour_cuda.to_rgb_coefficients(spec)
     ours = (np.einsum("ij,jhw->ihw", m, planes.numpy()) + b[:, None, None]).clip(0, 1)
     ref = colour.planes_to_rgb(list(planes), spec, dtype=torch.float64)
     assert np.allclose(ours, ref.numpy(), atol=1e-12)
     rgb = torch.rand(3, 5, 6, generator=gen, dtype=torch.float64)
-    m, b, (lo0, hi0), (lo1, hi1) = colour_cuda.encode_coefficients(spec)
+    m, b, (lo0, hi0), (lo1, hi1) = colour_cuda.to_planes_coefficients(spec)
     codes = np.einsum("ij,jhw->ihw", m, rgb.numpy()) + b[:, None, None]
     codes = np.round(codes)
     codes[0], codes[1:] = codes[0].clip(lo0, hi0), codes[1:].clip(lo1, hi1)
@@ -104,7 +104,7 @@ def test_host_build_of_kernels_matches_colour_py(host_kernels, matrix, full, dep
         if dtype is not torch.bfloat16:  # the model's input is never bf16
             src = random_frames(layout, depth, frames, seed=depth)
             dst = torch.full((frames, 3, h, w), -1.0, dtype=dtype).contiguous(memory_format=torch.channels_last)
-            call_host(lib, "planes_to_rgb", colour_cuda.decode_args(spec, layout, src.ctypes.data, dst, frames))
+            call_host(lib, "planes_to_rgb", colour_cuda.to_rgb_args(spec, layout, src.ctypes.data, dst, frames))
             ref = reference_rgb(src, layout, spec, frames)
             tol = 1e-5 if dtype is torch.float32 else 1e-3
             assert torch.allclose(dst.double(), ref, atol=tol), label
@@ -112,7 +112,7 @@ def test_host_build_of_kernels_matches_colour_py(host_kernels, matrix, full, dep
         gen = torch.Generator().manual_seed(depth + 1)
         rgb = (torch.rand(frames, 3, h, w, generator=gen) * 1.2 - 0.1).to(dtype)
         out = np.full(frames * layout.frame, 7, dtype=layout.dtype)
-        call_host(lib, "rgb_to_planes", colour_cuda.encode_args(spec, layout, rgb, out.ctypes.data, frames))
+        call_host(lib, "rgb_to_planes", colour_cuda.to_planes_args(spec, layout, rgb, out.ctypes.data, frames))
         for k in range(frames):
             check_codes(list(layout.views(out, k)), reference_planes(rgb[k], spec))
 
@@ -126,12 +126,12 @@ def test_layout_shapes():
 
 
 def test_pack_refuses_missing_or_extra_arguments():
-    values = colour_cuda.encode_args(spec_of(Matrix.BT601, False, 8), PlaneLayout.for_spec(
+    values = colour_cuda.to_planes_args(spec_of(Matrix.BT601, False, 8), PlaneLayout.for_spec(
         spec_of(Matrix.BT601, False, 8), 4, 4), torch.zeros(1, 3, 4, 4), 0, 1)
-    packed = colour_cuda.pack(ENCODE_ARGS, values)
-    assert len(packed) == len(ENCODE_ARGS) and packed[0].dtype == np.uint64
+    packed = colour_cuda.pack(TO_PLANES_ARGS, values)
+    assert len(packed) == len(TO_PLANES_ARGS) and packed[0].dtype == np.uint64
     with pytest.raises(ValueError, match="differ"):
-        colour_cuda.pack(ENCODE_ARGS, {**values, "extra": 1})
+        colour_cuda.pack(TO_PLANES_ARGS, {**values, "extra": 1})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ _PTX_SIZES = {".u64": 8, ".u32": 4, ".f32": 4, ".s64": 8, ".s32": 4, ".b64": 8, 
 @pytest.mark.parametrize("dtype", RGB_DTYPES)
 def test_nvrtc_compiles_and_parameters_match(itemsize, dtype):
     ptx = nvrtc_ptx(colour_cuda.kernel_source(itemsize, dtype))
-    for name, spec in (("planes_to_rgb", DECODE_ARGS), ("rgb_to_planes", ENCODE_ARGS)):
+    for name, spec in (("planes_to_rgb", TO_RGB_ARGS), ("rgb_to_planes", TO_PLANES_ARGS)):
         entry = re.search(rf"\.entry {name}\((.*?)\)", ptx, re.S).group(1)
         sizes = [_PTX_SIZES[t] for t in re.findall(r"\.param (\.\w+)", entry)]
         want = [8 if t.endswith("*") or t == colour_cuda.I64 else 4 for _, t in spec]
@@ -196,13 +196,13 @@ def test_cuda_kernels_match_colour_py(device, depth):
                 host = random_frames(layout, depth, 3, seed=depth)
                 src = torch.from_numpy(host.view(np.uint8)).to(dev)
                 dst = torch.empty(3, 3, h, w, dtype=dtype, device=dev).contiguous(memory_format=torch.channels_last)
-                values = colour_cuda.decode_args(spec, layout, src.data_ptr(), dst, 3)
+                values = colour_cuda.to_rgb_args(spec, layout, src.data_ptr(), dst, 3)
                 launch_on(side, kernels.launcher("planes_to_rgb", layout.itemsize, dtype, values))
                 ref = reference_rgb(host, layout, spec, 3)
                 assert torch.allclose(dst.double().cpu(), ref, atol=1e-5 if dtype is torch.float32 else 1e-3), label
             rgb = (torch.rand(3, 3, h, w, device=dev) * 1.2 - 0.1).to(dtype)
             out = torch.zeros(3 * layout.frame * layout.itemsize, dtype=torch.uint8, device=dev)
-            values = colour_cuda.encode_args(spec, layout, rgb, out.data_ptr(), 3)
+            values = colour_cuda.to_planes_args(spec, layout, rgb, out.data_ptr(), 3)
             launch_on(side, kernels.launcher("rgb_to_planes", layout.itemsize, dtype, values))
             planes = out.cpu().numpy().view(layout.dtype)
             for k in range(3):

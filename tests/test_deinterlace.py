@@ -19,7 +19,7 @@ import pytest
 
 from rlfn_video import deinterlace, media
 from rlfn_video.errors import RlfnError, UnsupportedInputError
-from rlfn_video.segmented import EncodeSettings
+from rlfn_video.segment_job import EncodeSettings
 from rlfn_video.segments import index_video, plan_segments
 from rlfn_video.transcode import upscale_video
 

@@ -125,7 +125,7 @@ def test_cupy_colour_kernels_compile_and_launch_on_the_resolved_gpu(gpus, monkey
     spec = ColourSpec(matrix=Matrix.BT709, full_range=False, bit_depth=8, subsampling="420")
     layout = colour_cuda.PlaneLayout.for_spec(spec, 8, 6)
     launch = kernels.launcher("planes_to_rgb", 1, torch.float32,
-                              colour_cuda.decode_args(spec, layout, 0, torch.zeros(1, 3, 6, 8), 1))
+                              colour_cuda.to_rgb_args(spec, layout, 0, torch.zeros(1, 3, 6, 8), 1))
     stream = types.SimpleNamespace(cuda_stream=1234, device=torch.device("cuda", 1))
     launch(stream)
     assert log == [("compile", 1), ("stream", 1), ("launch planes_to_rgb", 1)]

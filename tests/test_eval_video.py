@@ -108,7 +108,7 @@ def test_each_frame_is_scored_against_its_own_hr(small_set):
 
 
 def test_deterministic_and_stored_format(small_set, result):
-    engine = Engine(image_like_rlfn(SCALE), device="cpu", half=False)
+    engine = Engine(image_like_rlfn(SCALE), device="cpu", fast=False)
     a = eval_video.score_video_model(engine, sets=[small_set], crfs=CRFS, frames=FRAMES)
     b = eval_video.score_video_model(engine, sets=[small_set], crfs=CRFS, frames=FRAMES)
     assert a == b

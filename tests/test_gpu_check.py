@@ -55,9 +55,10 @@ def test_gpu_check_dry_run_runs_every_step_and_brings_everything_home(tmp_path, 
     rows = [json.loads(x) for x in (tmp_path / "bench.jsonl").read_text().splitlines()]
     got = {(r["mode"], r["variant"]) for r in rows if r["kind"] == "result"}
     assert {("model", "ours"), ("model", "naive"), ("e2e", "ours"), ("e2e", "naive"), ("pipeline", "naive"),
-            ("pipeline", "ours graphs off"), ("pipeline", "ours batch 4, graphs on"), ("scaleout", "ours")} <= got
+            ("pipeline", "ours graphs off"), ("pipeline", "ours 4 frame(s) per call, graphs on"),
+            ("scaleout", "ours")} <= got
     # The table of every measurement ends stdout and summary.txt alike.
-    assert "measurement(s), 0 failure(s)" in res.stdout and "ours batch 4, graphs off" in res.stdout
+    assert "measurement(s), 0 failure(s)" in res.stdout and "ours 4 frame(s) per call, graphs off" in res.stdout
     assert res.stdout.rstrip().endswith(summary.rstrip().splitlines()[-1])
     with tarfile.open(tmp_path / "logs.tar.gz") as tar:
         names = {Path(n).name for n in tar.getnames()}

@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from rlfn_video import encode, media
+from rlfn_video import atomic, encode, media
 from rlfn_video.colour import Matrix
 from rlfn_video.errors import EncoderError, OutputError, TruncatedInputError, UnsupportedInputError
 
@@ -48,6 +48,9 @@ def test_planar_formats_decode_exactly(tmp_path, pix_fmt, size):
     w, h = size
     chroma = {"yuv420p": ((h + 1) // 2, (w + 1) // 2), "yuv422p10le": (h, (w + 1) // 2), "yuv444p": (h, w)}
     assert pics[0].planes[1].shape == chroma[pix_fmt]
+    # views of the decoder's frames, not copies; the frame's colour travels with each
+    assert not any(p.flags.owndata for pic in pics for p in pic.planes)
+    assert all(pic.colour == info.colour for pic in pics)
 
 
 def test_semi_planar_is_repacked_losslessly(tmp_path):
@@ -236,13 +239,13 @@ def test_plan_passes_options(tmp_path):
 
 def test_atomic_output_commits_or_cleans_up(tmp_path):
     dst = tmp_path / "out.mp4"
-    with media.atomic_output(dst) as tmp:
+    with atomic.atomic_output(dst) as tmp:
         assert tmp.parent == tmp_path and tmp.suffix == ".mp4" and tmp.name.startswith(".out.mp4.part-")
         tmp.write_bytes(b"done")
     assert dst.read_bytes() == b"done" and leftovers(tmp_path) == []
     assert stat.S_IMODE(dst.stat().st_mode) == 0o666 & ~_umask()
     for exc in (RuntimeError, KeyboardInterrupt):
-        with pytest.raises(exc), media.atomic_output(dst, overwrite=True) as tmp:
+        with pytest.raises(exc), atomic.atomic_output(dst, overwrite=True) as tmp:
             tmp.write_bytes(b"half")
             raise exc()
         assert dst.read_bytes() == b"done" and leftovers(tmp_path) == []
@@ -258,10 +261,10 @@ def test_unwritable_output_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(OutputError, match="cannot write in"):
-        with media.atomic_output(blocker / "out.mp4"):
+        with atomic.atomic_output(blocker / "out.mp4"):
             pytest.fail("must not get here")
     with pytest.raises(OutputError, match="cannot write in"):
-        with media.atomic_output(tmp_path / "missing" / "out.mp4"):
+        with atomic.atomic_output(tmp_path / "missing" / "out.mp4"):
             pytest.fail("must not get here")
 
 
@@ -272,7 +275,7 @@ def test_read_only_output_folder(tmp_path):
     folder.chmod(0o555)
     try:
         with pytest.raises(OutputError, match="cannot write in"):
-            with media.atomic_output(folder / "out.mp4"):
+            with atomic.atomic_output(folder / "out.mp4"):
                 pass
     finally:
         folder.chmod(0o755)
@@ -285,13 +288,13 @@ def test_check_output(tmp_path):
     os.link(src, tmp_path / "hard.mp4")
     for same in (src, tmp_path / "link.mp4", tmp_path / "hard.mp4", tmp_path / "." / "in.mp4"):
         with pytest.raises(OutputError, match="is the input"):
-            media.check_output(src, same, overwrite=True)
+            atomic.check_output(src, same, overwrite=True)
     (tmp_path / "out.mp4").write_bytes(b"old")
     with pytest.raises(OutputError, match="already exists"):
-        media.check_output(src, tmp_path / "out.mp4")
-    media.check_output(src, tmp_path / "out.mp4", overwrite=True)
+        atomic.check_output(src, tmp_path / "out.mp4")
+    atomic.check_output(src, tmp_path / "out.mp4", overwrite=True)
     with pytest.raises(OutputError, match="is a folder"):
-        media.check_output(src, tmp_path, overwrite=True)
+        atomic.check_output(src, tmp_path, overwrite=True)
 
 
 def test_make_sample_example(tmp_path):

@@ -160,7 +160,7 @@ def test_missing_scale_names_what_is_shipped(video_zoo):
 
 def test_video_default_falls_back_to_clean(video_zoo, monkeypatch):
     from rlfn_video.models import zoo
-    from rlfn_video.segmented import EncodeSettings
+    from rlfn_video.segment_job import EncodeSettings
 
     assert zoo.video_default(2) == "rlfn_s"  # the default is not changed here
     monkeypatch.setattr(zoo, "DEFAULT_VIDEO_MODEL", "rlfn_s_video")
@@ -191,7 +191,7 @@ def test_upscale_video_uses_the_video_default(video_zoo, monkeypatch, tmp_path):
     monkeypatch.setattr(Engine, "from_options", classmethod(spy))
     monkeypatch.setattr(zoo, "DEFAULT_VIDEO_MODEL", "rlfn_s_video")
     for scale, name in ((2, "rlfn_s_video_x2"), (3, "rlfn_s_x3")):  # x3: no video weights, the clean model
-        rlfn_video.upscale_video(src, tmp_path / f"x{scale}.mp4", scale=scale, device="cpu", half=False)
+        rlfn_video.upscale_video(src, tmp_path / f"x{scale}.mp4", scale=scale, device="cpu", fast=False)
         assert loaded[-1][1] == name
-    rlfn_video.upscale_video(src, tmp_path / "named.mp4", scale=2, model="rlfn_s", device="cpu", half=False)
+    rlfn_video.upscale_video(src, tmp_path / "named.mp4", scale=2, model="rlfn_s", device="cpu", fast=False)
     assert loaded[-1] == ("rlfn_s", "rlfn_s_x2")

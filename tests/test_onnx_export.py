@@ -129,12 +129,12 @@ def test_read_metadata_refuses_foreign_files(tmp_path):
 
 @needs_shared
 def test_shipped_model_reproduces_image_command(shipped, tmp_path):
-    """8-bit output of the exported file vs `upscale_image` (what `rlfn-video image --no-half` writes)."""
+    """8-bit output of the exported file vs `upscale_image` (what `rlfn-video image --no-fast` writes)."""
     files = _lr_images("Set5", 4)
     assert files
     for f in files:
         dst = tmp_path / f"{f.stem}.png"
-        upscale_image(f, dst, scale=4, device="cpu", half=False)
+        upscale_image(f, dst, scale=4, device="cpu", fast=False)
         want = np.asarray(Image.open(dst), dtype=np.int16)
         x = np.asarray(Image.open(f).convert("RGB"), dtype=np.float32).transpose(2, 0, 1)[None] / 255
         got = (run(shipped[0], x)[0].transpose(1, 2, 0) * 255).round().clip(0, 255).astype(np.int16)

@@ -12,7 +12,7 @@ import torch
 
 from rlfn_video import colour
 from rlfn_video.media import Picture
-from rlfn_video.pipeline import FramePipeline, PipelineOptions, make_pipeline
+from rlfn_video.pipeline import HostPipeline, PipelineOptions, make_pipeline
 from rlfn_video.transcode import upscale_video
 
 from .conftest import all_devices, make_clip, pattern
@@ -23,7 +23,7 @@ from .test_transcode import frames_of, times
 CUDA = all_devices()[1]
 pytestmark = pytest.mark.parametrize("device", [CUDA])
 
-SEQUENTIAL = PipelineOptions(depth=1, streams=1, batch=1, graphs=False)
+SEQUENTIAL = PipelineOptions(depth=1, streams=1, frames_per_call=1, graphs=False)
 
 
 @pytest.fixture(autouse=True)
@@ -42,14 +42,14 @@ def fp16_engine():
 
 def pictures(count: int, width: int, height: int, depth: int = 8) -> list[Picture]:
     spec = spec_420(depth)
-    return [Picture(planes, 3000 + 1001 * i, Fraction(1, 30000), i)
+    return [Picture(planes, 3000 + 1001 * i, Fraction(1, 30000), i, spec)
             for i, planes in enumerate(sample_frames(count, width, height, spec))]
 
 
 def run(engine, pics: list[Picture], options: PipelineOptions, spec=None, flush_at=()) -> tuple[list[Picture], str]:
     spec = spec or spec_420()
     out = []
-    with make_pipeline(engine, spec, spec, options=options) as pipe:
+    with make_pipeline(engine, spec, options=options) as pipe:
         for k, pic in enumerate(pics):
             out += pipe.submit(pic)
             if k in flush_at:
@@ -89,7 +89,7 @@ def test_cuda_graphs_and_streams_bit_identical_to_sequential(device, fp16_engine
     pics = pictures(10, 96, 64, depth)
     spec = spec_420(depth)
     ref, ref_path = run(fp16_engine, pics, SEQUENTIAL, spec)
-    ours, path = run(fp16_engine, pics, PipelineOptions(depth=4, streams=4, batch=1, graphs=True), spec)
+    ours, path = run(fp16_engine, pics, PipelineOptions(depth=4, streams=4, frames_per_call=1, graphs=True), spec)
     assert "CUDA graphs off" in ref_path and "CUDA graphs on" in path and "4 compute stream" in path
     assert [p.index for p in ours] == [p.index for p in ref] == list(range(10))
     assert all(same_planes(a, b) for a, b in zip(ours, ref))
@@ -97,12 +97,12 @@ def test_cuda_graphs_and_streams_bit_identical_to_sequential(device, fp16_engine
 
 
 def test_cuda_no_frame_lost_or_reordered_with_4_streams(device, fp16_engine):
-    pics = pictures(37, 64, 48)  # 37: the last batch of 2 is partial
+    pics = pictures(37, 64, 48)  # 37: the last call of 2 is partial
     ref, _ = run(fp16_engine, pics, SEQUENTIAL)
-    ours, path = run(fp16_engine, pics, PipelineOptions(depth=8, streams=4, batch=2), flush_at=(20,))
-    assert "batch 2" in path and "4 compute stream" in path
+    ours, path = run(fp16_engine, pics, PipelineOptions(depth=8, streams=4, frames_per_call=2), flush_at=(20,))
+    assert "2 frame(s) per call" in path and "4 compute stream" in path
     assert [p.index for p in ours] == list(range(37)) and [p.pts for p in ours] == [p.pts for p in pics]
-    for a, b in zip(ours, ref):  # batch 2 may pick other cuDNN kernels than batch 1: +-1 at most
+    for a, b in zip(ours, ref):  # 2 frames per call may pick other cuDNN kernels than 1: +-1 at most
         assert max(np.abs(p.astype(int) - q.astype(int)).max() for p, q in zip(a.planes, b.planes)) <= 1
 
 
@@ -128,9 +128,9 @@ def test_cuda_tiled_within_45db_of_whole(device):
     assert "tiles of 48+24 px" in path and "CUDA graphs off" in path and len(ours) == 4
 
 
-def test_cuda_auto_choice_batches_small_frames(device, fp16_engine):
+def test_cuda_auto_choice_puts_small_frames_in_one_call(device, fp16_engine):
     _, path = run(fp16_engine, pictures(9, 160, 90), PipelineOptions())
-    assert "batch 8" in path and "CUDA graphs on" in path and "whole frames" in path
+    assert "8 frame(s) per call" in path and "CUDA graphs on" in path and "whole frames" in path
 
 
 def test_cuda_transcode_end_to_end(device, fp16_engine, tmp_path):
@@ -150,7 +150,7 @@ def test_cuda_make_pipeline_kinds(device, fp16_engine):
             return torch.nn.functional.interpolate(rgb, scale_factor=2, mode="nearest")
 
     spec = spec_420()
-    assert type(make_pipeline(Stub(), spec, spec)) is FramePipeline
-    assert type(make_pipeline(fp16_engine, spec, spec)).__name__ == "CudaPipeline"
+    assert type(make_pipeline(Stub(), spec)) is HostPipeline
+    assert type(make_pipeline(fp16_engine, spec)).__name__ == "CudaPipeline"
     rgb = colour.planes_to_rgb([torch.from_numpy(p) for p in pictures(1, 32, 32)[0].planes], spec)
     assert rgb.shape == (3, 32, 32)

@@ -21,7 +21,8 @@ import pytest
 
 from rlfn_video import media
 from rlfn_video.manifest import ManifestMismatch
-from rlfn_video.segmented import EncodeSettings, manifest_path, upscale_segmented
+from rlfn_video.segment_job import EncodeSettings
+from rlfn_video.segmented import manifest_path, upscale_segmented
 from rlfn_video.segments import index_video, plan_segments
 from rlfn_video.transcode import upscale_video
 from rlfn_video.workers import InProcess, LocalProcesses, make_workers, parse_devices
@@ -87,7 +88,7 @@ def frames(path: Path) -> list[tuple[Fraction, str]]:
 @pytest.fixture(scope="session")
 def single_run(cup_small, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("single") / "single.mp4"
-    upscale_video(cup_small, out, scale=2, half=False, crf=0, device="cpu")
+    upscale_video(cup_small, out, scale=2, fast=False, crf=0, device="cpu")
     return out
 
 
@@ -264,7 +265,7 @@ def _committed_files(manifest: Path) -> dict[str, tuple[int, int, str]]:
 @needs_videos
 def test_killed_run_resumes_without_losing_or_redoing_segments(cup_small, single_run, tmp_path):
     out = tmp_path / "out.mp4"
-    args = [str(cup_small), str(out), "--scale", "2", "--no-half", "--crf", "0", "--segment", str(SEGMENT),
+    args = [str(cup_small), str(out), "--scale", "2", "--no-fast", "--crf", "0", "--segment", str(SEGMENT),
             "--devices", "cpu", "--workers", "2", "--keep-segments", "-q"]
     proc = subprocess.Popen(_cli(*args), stderr=subprocess.PIPE, start_new_session=True)
     _wait_for_commits(manifest_path(out), proc, 2)
@@ -284,7 +285,7 @@ def test_killed_run_resumes_without_losing_or_redoing_segments(cup_small, single
 @needs_videos
 def test_sigterm_keeps_committed_segments_and_says_how_to_resume(cup_small, single_run, tmp_path):
     out = tmp_path / "out.mp4"
-    args = [str(cup_small), str(out), "--scale", "2", "--no-half", "--crf", "0", "--segment", str(SEGMENT)]
+    args = [str(cup_small), str(out), "--scale", "2", "--no-fast", "--crf", "0", "--segment", str(SEGMENT)]
     proc = subprocess.Popen(_cli(*args), stderr=subprocess.PIPE)
     _wait_for_commits(manifest_path(out), proc, 1)
     proc.send_signal(signal.SIGTERM)
@@ -300,7 +301,7 @@ def test_sigterm_keeps_committed_segments_and_says_how_to_resume(cup_small, sing
 @needs_videos
 def test_killed_worker_is_replaced_and_its_segment_redone(cup_small, single_run, tmp_path):
     out = tmp_path / "out.mp4"
-    args = [str(cup_small), str(out), "--scale", "2", "--no-half", "--crf", "0", "--segment", str(SEGMENT),
+    args = [str(cup_small), str(out), "--scale", "2", "--no-fast", "--crf", "0", "--segment", str(SEGMENT),
             "--devices", "cpu", "--workers", "2", "-q"]
     proc = subprocess.Popen(_cli(*args), stderr=subprocess.PIPE)
     _wait_for_commits(manifest_path(out), proc, 1)
@@ -346,7 +347,7 @@ def test_changed_setting_or_input_is_refused(cup_small, tmp_path):
         with pytest.raises(ManifestMismatch, match="input bytes"):
             upscale_segmented(other, out, settings=EncodeSettings(**LOSSLESS), workers=pool, segment_seconds=SEGMENT)
     # From the CLI: one line, exit 1; --no-resume starts over.
-    args = [str(cup_small), str(out), "--scale", "2", "--no-half", "--crf", "10", "--segment", str(SEGMENT)]
+    args = [str(cup_small), str(out), "--scale", "2", "--no-fast", "--crf", "10", "--segment", str(SEGMENT)]
     res = subprocess.run(_cli(*args), capture_output=True, text=True)
     assert res.returncode == 1 and "was written for another job" in res.stderr and not out.exists()
     res = subprocess.run(_cli(*args, "--no-resume", "-q"), capture_output=True, text=True)
@@ -418,7 +419,7 @@ def test_batch_upscales_a_folder_skips_finished_and_reports_failures(cup_small, 
     (inputs / "broken.mp4").write_bytes(b"not a video")
     (inputs / "notes.txt").write_text("ignored")
     outs = tmp_path / "out"
-    args = ["batch", str(inputs), str(tmp_path / "gone.mp4"), str(outs), "--scale", "2", "--no-half", "--crf", "0",
+    args = ["batch", str(inputs), str(tmp_path / "gone.mp4"), str(outs), "--scale", "2", "--no-fast", "--crf", "0",
             "--segment", str(SEGMENT), "--devices", "cpu"]
     res = subprocess.run(_cli(*args), capture_output=True, text=True)  # OUT_DIR must exist, as for `video`
     assert res.returncode == 1 and f"{outs}: no such output folder" in res.stderr and not outs.exists()

@@ -22,7 +22,8 @@ import pytest
 from rlfn_video import encode, media
 from rlfn_video.errors import EncoderError
 from rlfn_video.hdr import HdrMetadata
-from rlfn_video.segmented import EncodeSettings, upscale_segmented
+from rlfn_video.segment_job import EncodeSettings
+from rlfn_video.segmented import upscale_segmented
 from rlfn_video.transcode import transcode_into, upscale_video
 from rlfn_video.workers import InProcess
 

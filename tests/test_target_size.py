@@ -83,7 +83,8 @@ def test_upscale_video_to_a_target_height(tmp_path):
 
 def test_segmented_run_to_a_target_size(tmp_path):
     """Segments are fitted the same way: the embedded model at the smallest scale that covers it."""
-    from rlfn_video.segmented import EncodeSettings, upscale_segmented
+    from rlfn_video.segment_job import EncodeSettings
+    from rlfn_video.segmented import upscale_segmented
     from rlfn_video.workers import InProcess
 
     from .conftest import make_clip

@@ -249,10 +249,10 @@ def test_encoder_thread_error_propagates(tmp_path, monkeypatch):
     src = make_clip(tmp_path / "in.mp4", frames=10)
     real = encode.Sink.write_frame
 
-    def failing(self, planes, pts, time_base):
+    def failing(self, pic):
         if self.frames == 2:
             raise OutputError("disk full (simulated)")
-        real(self, planes, pts, time_base)
+        real(self, pic)
 
     monkeypatch.setattr(encode.Sink, "write_frame", failing)
     with pytest.raises(OutputError, match="simulated"):

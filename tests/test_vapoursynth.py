@@ -24,7 +24,7 @@ import torch
 
 vs = pytest.importorskip("vapoursynth", reason="VapourSynth is not installed (bash scripts/setup.sh dev)")
 import vsrlfn  # noqa: E402
-from rlfn_video import colour, media  # noqa: E402
+from rlfn_video import colour, lane, media  # noqa: E402
 from rlfn_video.backends import Backend  # noqa: E402
 from rlfn_video.colour import ColourSpec, Matrix  # noqa: E402
 from rlfn_video.engine import Engine  # noqa: E402
@@ -59,9 +59,9 @@ def threads():
     core.num_threads = before
 
 
-def engine_for(weights, device, half: bool | None) -> Engine:
-    """The engine rlfn uses: half=False for RGBS, None (fp16 CUDA / bf16 on bf16 CPUs) otherwise."""
-    return Engine.from_options(scale=2, model="rlfn_s", weights=weights, device=device, half=half)
+def engine_for(weights, device, fast: bool | None) -> Engine:
+    """The engine rlfn uses: fast=False for RGBS, None (fp16 CUDA / bf16 on bf16 CPUs) otherwise."""
+    return Engine.from_options(scale=2, model="rlfn_s", weights=weights, device=device, fast=fast)
 
 
 def rgb_clip(fmt=vs.RGBS, width=40, height=32, length=3) -> vs.VideoNode:
@@ -131,6 +131,23 @@ def vspipe(*args: str) -> bytes:
 # The example script under vspipe
 
 
+@pytest.mark.parametrize("fmt", [vs.RGBS, vs.RGBH])
+def test_rgb_device_lanes_match_host_lanes(weights, host_kernels, monkeypatch, fmt):
+    """RGBS/RGBH through device lanes (emulated on the CPU: pinned planes cast into the model's
+    input and its output cast back, no colour maths) equal the host lanes' frames."""
+    from .emulated_cuda import emulate
+
+    clip = core.resize.Point(rgb_clip(length=2), format=fmt)
+    want = vsrlfn.rlfn(clip, scale=2, weights=weights, device="cpu")
+    emulate(monkeypatch, host_kernels)
+    got = vsrlfn.rlfn(clip, scale=2, weights=weights, device="cpu", num_streams=2)
+    for n in range(2):
+        a, b = got.get_frame(n), want.get_frame(n)
+        np.testing.assert_allclose(np.stack(planes(a)).astype(np.float32), np.stack(planes(b)).astype(np.float32),
+                                   atol=1e-3 if fmt == vs.RGBH else 1e-5)
+        assert dict(a.props) == dict(b.props)
+
+
 @needs_videos
 @needs_bestsource
 def test_vspipe_yuv_matches_the_engine(weights, tmp_path):
@@ -145,7 +162,7 @@ def test_vspipe_yuv_matches_the_engine(weights, tmp_path):
     assert len(written) == 3
     for n, got in enumerate(written):  # untagged source: the matrix and range used are written down
         assert got == {**dict(source.get_frame(n).props), "_Matrix": 6, "_Range": 0}
-    engine = engine_for(weights, "cpu", half=None)
+    engine = engine_for(weights, "cpu", fast=None)
     with media.Source(CARPHONE, max_frames=3) as source:
         spec = source.info.colour
         pics = [p for p in source if isinstance(p, media.Picture)]
@@ -175,7 +192,7 @@ def test_vspipe_takes_a_relative_src_from_the_start_folder(weights, tmp_path, sc
 
 def naive_rlfn(clip, scale, model, weights, num_streams):
     """A one-frame-at-a-time stand-in for vsrlfn.rlfn: planes -> Engine -> planes."""
-    engine = engine_for(weights, "cpu", half=False)
+    engine = engine_for(weights, "cpu", fast=False)
     blank = clip.std.BlankClip(width=clip.width * scale, height=clip.height * scale, keep=True)
 
     def run(n, f):
@@ -217,14 +234,14 @@ def test_rgb_input(weights, device, fmt):
     clip = rgb_clip(fmt)
     out = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device)
     assert (out.format.id, out.width, out.height, out.num_frames) == (fmt, 80, 64, 3)
-    engine = engine_for(weights, device, half=None if fmt == vs.RGBH else False)
-    half = engine.precision != "fp32"
+    engine = engine_for(weights, device, fast=None if fmt == vs.RGBH else False)
+    fast = engine.precision != "fp32"
     for n in range(3):
         x = torch.from_numpy(np.stack(planes(clip.get_frame(n))).astype(np.float32))[None]
         want = engine(x)[0].cpu().numpy().astype(np.float16 if fmt == vs.RGBH else np.float32)
         got = np.stack(planes(out.get_frame(n)))
         assert got.dtype == want.dtype and got.min() >= 0 and got.max() <= 1
-        np.testing.assert_allclose(got, want, atol=2e-3 if half or device == "cuda" else 1e-5)  # cuda: TF32
+        np.testing.assert_allclose(got, want, atol=2e-3 if fast or device == "cuda" else 1e-5)  # cuda: TF32
 
 
 YUV_CASES = {  # format, frame props, the ColourSpec they mean
@@ -311,23 +328,22 @@ def test_yuv_input(weights, device, case, monkeypatch):
     clip, props, spec = yuv_clip(case)
     out = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device)
     assert (out.format.id, out.width, out.height) == (clip.format.id, 80, 64)
-    engine = engine_for(weights, device, half=None)
+    engine = engine_for(weights, device, fast=None)
     for frame in assert_yuv_frames_match(out, clip, spec, engine, monkeypatch):
         assert frame.props["_Matrix"] == (6 if props["_Matrix"] == 2 else props["_Matrix"])  # untagged: as used
         assert frame.props["_Range"] == props.get("_Range", 0)
 
 
 @pytest.mark.parametrize("case", ["444P16-2020", "422P10-601-full", "420P8-709-limited"])
-def test_fp16_kernel_path_within_the_tolerance_and_a_wrong_matrix_is_not(weights, host_kernels, monkeypatch, case):
-    """test_yuv_input's CUDA case on the CPU: the kernels' host build around an fp16 engine. Its
-    tolerances hold; the same checks with another matrix than the frames' fail."""
-    from . import host_kernels as host
+def test_fp16_kernel_path_within_the_tolerance_and_a_wrong_matrix_is_not(weights, emulated_cuda, monkeypatch, case):
+    """test_yuv_input's CUDA case on the CPU: device lanes (tests/emulated_cuda.py) with the kernels'
+    host build around an fp16 engine. Its tolerances hold; the same checks with another matrix
+    than the frames' fail."""
 
-    def fp16_engine(weights, scale, model, dev, half, tile, tile_pad, backend="auto"):  # torch: CUDA's backend
+    def fp16_engine(weights, scale, model, dev, fast, tile, tile_overlap, backend="auto"):  # torch: CUDA's backend
         return Engine(load_model(scale=scale, model=model, weights=weights), device="cpu", precision="fp16",
                       backend="torch")
 
-    monkeypatch.setattr(vsrlfn, "_cuda_kernels", lambda dev: host.HostColour(host_kernels))
     monkeypatch.setattr(vsrlfn, "_engine", fp16_engine)
     clip, _, spec = yuv_clip(case)
     out = vsrlfn.rlfn(clip, scale=2, weights=weights, device="cpu")
@@ -350,15 +366,15 @@ def test_code_tolerance_is_in_codes_of_the_output():
 
 @pytest.mark.parametrize("case", YUV_CASES)
 def test_yuv_kernel_path_matches_torch_colour(weights, host_kernels, monkeypatch, case):
-    """The CUDA path for YUV clips (planes in one buffer, the engine's fused colour kernels) run on
-    the CPU with the kernels' host build: same frames as the torch colour path, same props."""
-    from . import host_kernels as host
+    """The CUDA path for YUV clips (device lanes: planes in one pinned buffer, the fused colour
+    kernels) on the CPU with the kernels' host build: same frames as the host lanes, same props."""
+    from .emulated_cuda import emulate
 
     fmt, props, _ = YUV_CASES[case]
     clip = core.resize.Bicubic(rgb_clip(), format=fmt, matrix_s="709")
     clip = core.std.RemoveFrameProps(clip, ["_Matrix", "_Range", "_ChromaLocation"]).std.SetFrameProps(**props)
     want = vsrlfn.rlfn(clip, scale=2, weights=weights, device="cpu")
-    monkeypatch.setattr(vsrlfn, "_cuda_kernels", lambda dev: host.HostColour(host_kernels))
+    emulate(monkeypatch, host_kernels)
     got = vsrlfn.rlfn(clip, scale=2, weights=weights, device="cpu", num_streams=2)
     for n in range(2):
         a, b = got.get_frame(n), want.get_frame(n)
@@ -398,13 +414,15 @@ WRONG = [  # clip, keyword arguments, what the message must say
     ("yuv410", {}, r"YUV410P8: only 4:2:0, 4:2:2 and 4:4:4"),
     ("varformat", {}, r"the clip must have a constant format and size"),
     ("varsize", {}, r"the clip must have a constant format and size"),
-    ("rgbs", {"scale": 5}, r"scale must be one of 2, 3, 4, not 5"),
+    ("rgbs", {"scale": 5}, r"unsupported scale 5; choose one of 2, 3, 4"),
     ("rgbs", {"scale": None, "weights": None}, r"scale=None needs a weights file"),
     ("rgbs", {"model": "nope"}, r"unknown model 'nope'; choose one of rlfn, rlfn_s, rlfn_ntire"),
     ("rgbs", {"scale": 4}, r".*rlfn_s_x2.pth holds rlfn_s x2, not rlfn_s x4"),
     ("rgbs", {"weights": "/no/such/file.pth"}, r"weights file '/no/such/file.pth' not found"),
     ("rgbs", {"num_streams": 0}, r"num_streams must be an integer >= 1"),
     ("rgbs", {"tile": [16, 8]}, r'tile must be "auto", None or a positive integer'),
+    ("rgbs", {"tile_overlap": -6}, r"tile_overlap must be an integer >= 0"),
+    ("rgbs", {"tile_overlap": 12, "tile_pad": 12}, r"pass tile_overlap or tile_pad, not both"),
     ("rgbs", {"device": "cuda:7"}, r"device 'cuda:7' requested but"),
     ("rgbs", {"device": "tpu"}, r"unknown device 'tpu'; use auto, cpu, cuda or cuda:N"),
     ("rgbs", {"device": None, "device_index": -1}, r"device_index must be a GPU number >= 0"),
@@ -516,7 +534,7 @@ def test_parallel_reverse_requests_give_the_right_frames(weights, device, monkey
     seq = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device)
     want = [np.stack(planes(seq.get_frame(n))) for n in range(6)]  # one request at a time
     active, peak, lock = [0], [0], threading.Lock()
-    real = vsrlfn._rgb_frame
+    real = lane.Lane.launch
 
     def counted(*args):
         with lock:
@@ -529,7 +547,7 @@ def test_parallel_reverse_requests_give_the_right_frames(weights, device, monkey
             with lock:
                 active[0] -= 1
 
-    monkeypatch.setattr(vsrlfn, "_rgb_frame", counted)
+    monkeypatch.setattr(lane.Lane, "launch", counted)
     for streams in (1, 3):
         peak[0] = 0
         out = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device, num_streams=streams)
@@ -556,11 +574,13 @@ def test_engine_loaded_once_and_shared(weights):
 def test_tiles(weights, device):
     clip = rgb_clip(length=1)
     whole = np.stack(planes(vsrlfn.rlfn(clip, scale=2, weights=weights, device=device).get_frame(0)))
-    wide = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device, tile=12, tile_pad=48)  # every tile sees all
+    wide = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device, tile=12, tile_overlap=48)  # tiles see all
     np.testing.assert_allclose(np.stack(planes(wide.get_frame(0))), whole, atol=1e-5)
-    tight = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device, tile=12, tile_pad=6)
+    tight = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device, tile=12, tile_overlap=6)
     got = np.stack(planes(tight.get_frame(0)))
     assert got.shape == whole.shape and np.abs(got - whole).mean() < 0.02
+    old = vsrlfn.rlfn(clip, scale=2, weights=weights, device=device, tile=12, tile_pad=6)  # the old name
+    np.testing.assert_array_equal(np.stack(planes(old.get_frame(0))), got)
 
 
 def test_nothing_on_stdout_and_no_global_side_effects(weights, tmp_path):

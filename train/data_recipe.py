@@ -27,7 +27,6 @@ import fnmatch
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageOps
 
+from rlfn_video.atomic import atomic_output
 from rlfn_video.resize import _weights
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -335,13 +335,8 @@ def load_manifest(path: Path) -> dict:
 # ---- build -----------------------------------------------------------------------------------------------
 
 def _write_png(rgb: np.ndarray, dest: Path) -> None:
-    tmp = dest.with_name(dest.name + ".partial")
-    try:
+    with atomic_output(dest, overwrite=True) as tmp:
         Image.fromarray(rgb).save(tmp, format="PNG", compress_level=6)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def is_done(dest: Path, entry: dict) -> bool:

@@ -43,7 +43,7 @@ def _history(init: str | None) -> tuple[list[dict], list[str]]:
 def _scores(net: RLFN, value_range: float = 1.0) -> dict:
     """Set5/Set14 scores at fp32 on the CPU, by `rlfn-video eval`'s protocol."""
     desc = ModelDescriptor(net, value_range=value_range, name=f"{variant_name(net.arch) or 'rlfn-custom'}_x{net.arch.scale}")
-    return score_sets(Engine(desc, device="cpu", half=False), net.arch.scale, [BENCHMARKS / "Set5", BENCHMARKS / "Set14"])
+    return score_sets(Engine(desc, device="cpu", fast=False), net.arch.scale, [BENCHMARKS / "Set5", BENCHMARKS / "Set14"])
 
 
 def _mean_psnr(scores: dict) -> float:

@@ -12,7 +12,6 @@ precision, channels_last, torch.compile, prefetching) and may change between res
 from __future__ import annotations
 
 import json
-import os
 import queue
 import threading
 import time
@@ -21,8 +20,9 @@ from pathlib import Path
 
 import torch
 
+from rlfn_video.atomic import atomic_output
 from rlfn_video.models.checkpoint import detect_arch
-from rlfn_video.models.rlfn import RLFN, arch_for
+from rlfn_video.models.rlfn import RLFN, arch_for, check_scale
 from rlfn_video.resize import imresize
 
 from .data import PatchSampler, load_images
@@ -77,9 +77,8 @@ def check_amp(amp: str | None, device: torch.device) -> None:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path, overwrite=True) as tmp:
+        torch.save(obj, tmp)
 
 
 def _load_weights(path: str) -> dict[str, torch.Tensor]:
@@ -157,7 +156,7 @@ class Stage:
         torch.manual_seed(c.seed)  # deterministic initial weights
         init = _load_weights(c.init) if c.init else None
         # A warm start keeps the width of the weights it starts from (they may be pruned).
-        arch = replace(detect_arch(init), scale=c.scale) if init else arch_for(c.model, c.scale)
+        arch = replace(detect_arch(init), scale=check_scale(c.scale)) if init else arch_for(c.model, c.scale)
         model = RLFN(arch)
         self.skipped = _warm_start(model, init) if init else []
         if c.prune_to:

@@ -10,11 +10,12 @@ from ..devices import resolve_device
 from ..errors import CheckpointError
 from .checkpoint import Checkpoint, build_model, read_checkpoint, save_checkpoint
 from .descriptor import ModelDescriptor
-from .rlfn import RLFN, SCALES, VARIANTS, Arch, arch_for
+from .rlfn import RLFN, SCALES, VARIANTS, Arch, arch_for, check_scale, output_size
 from .zoo import DEFAULT_MODEL, DEFAULT_VIDEO_MODEL, MODELS, arch_of, embedded_weights
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_VIDEO_MODEL", "MODELS", "RLFN", "Arch", "Checkpoint", "ModelDescriptor", "SCALES",
-           "VARIANTS", "arch_for", "build_model", "load_model", "read_checkpoint", "save_checkpoint"]
+           "VARIANTS", "arch_for", "build_model", "check_scale", "load_model", "output_size", "read_checkpoint",
+           "save_checkpoint"]
 
 
 def load_model(
@@ -30,6 +31,7 @@ def load_model(
     rlfn_s_video). `weights=None` takes the embedded weights for `model` (default rlfn_s) at
     `scale`. With a weights file, `model`/`scale` may be None to take them from the file; if
     given, the file's architecture must match them, or a `CheckpointError` says what differs.
+    `half`: fp16 weights (an `Engine` sets its own dtype from its precision, `Engine(fast=)`).
     """
     embedded = weights is None
     if weights is None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_output
 from ..errors import CheckpointError
 from .rlfn import RLFN, Arch, variant_name
 
@@ -120,6 +121,5 @@ def save_checkpoint(path: str | os.PathLike, model: RLFN, *, value_range: float,
         "meta": {**meta, "value_range": float(value_range), "variant": variant_name(model.arch)},
         "state_dict": {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path, overwrite=True) as tmp:
+        torch.save(obj, tmp)

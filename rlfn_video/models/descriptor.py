@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rlfn import MIN_SIZE, RLFN
+from .rlfn import MIN_SIZE, RLFN, output_size
 
 
 class ModelDescriptor(nn.Module):
@@ -45,8 +45,8 @@ class ModelDescriptor(nn.Module):
         y = net(x * self.value_range) if self.value_range != 1 else net(x)
         if self.value_range != 1:
             y = y / self.value_range
-        s = self.scale
-        return y[..., : h * s, : w * s].clamp_(0, 1)
+        ow, oh = output_size(w, h, self.scale)
+        return y[..., :oh, :ow].clamp_(0, 1)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, value_range={self.value_range:g}"

@@ -38,16 +38,29 @@ VARIANTS: dict[str, tuple[int, int, int]] = {
     "rlfn_s": (48, 48, 6),
     "rlfn_ntire": (46, 48, 4),
 }
-SCALES = (2, 3, 4)
+SCALES = (2, 3, 4)  # the factors a model can have: the one list every front end checks against
+
+
+def check_scale(scale: object) -> int:
+    """`scale` if it is one of `SCALES` (an int, not a bool), else `UnsupportedScaleError`."""
+    from ..errors import UnsupportedScaleError
+
+    if isinstance(scale, bool) or scale not in SCALES:
+        raise UnsupportedScaleError(f"unsupported scale {scale!r}; choose one of {', '.join(map(str, SCALES))}")
+    return int(scale)
+
+
+def output_size(width: int, height: int, scale: int) -> tuple[int, int]:
+    """(width, height) the model produces from a `width` x `height` input at `scale`."""
+    return width * scale, height * scale
 
 
 def arch_for(model: str, scale: int) -> Arch:
-    from ..errors import UnknownModelError, UnsupportedScaleError
+    from ..errors import UnknownModelError
 
     if model not in VARIANTS:
         raise UnknownModelError(f"unknown model {model!r}; choose one of {', '.join(VARIANTS)}")
-    if scale not in SCALES:
-        raise UnsupportedScaleError(f"unsupported scale {scale}; choose one of {', '.join(map(str, SCALES))}")
+    scale = check_scale(scale)
     c, m, b = VARIANTS[model]
     return Arch(channels=c, mid_channels=m, blocks=b, scale=scale)
 
