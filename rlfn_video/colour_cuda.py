@@ -407,8 +407,16 @@ class Launch:
         self.grid = ((int(values["total"]) + _BLOCK - 1) // _BLOCK,)
 
     def rebind(self, **pointers: int) -> "Launch":
-        """The same launch on other buffers of the same shapes and strides (only addresses change)."""
-        return Launch(self.owner, self.kernel, self.spec, {**self.values, **pointers})
+        """The same launch on other buffers of the same shapes and strides: only the packed
+        addresses are replaced (nothing else is packed again; the eager model's output moves per frame)."""
+        new = object.__new__(Launch)
+        new.__dict__.update(self.__dict__)
+        args = list(self.args)
+        names = [n for n, _ in self.spec]
+        for name, ptr in pointers.items():
+            args[names.index(name)] = np.uint64(ptr)
+        new.args, new.values = tuple(args), {**self.values, **pointers}
+        return new
 
     def __call__(self, stream: torch.cuda.Stream) -> None:
         self.owner.run(self, stream)

@@ -37,6 +37,7 @@ stream-ordered contract.
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -47,6 +48,7 @@ import torch
 from . import colour
 from .colour import ColourSpec
 from .colour_cuda import CudaColour, Launch, PlaneLayout, to_rgb_args, to_planes_args
+from .devices import resolve_device
 from .errors import RlfnError
 
 
@@ -61,13 +63,19 @@ def new_stream(device: torch.device) -> torch.cuda.Stream | None:
 
 
 def colour_kernels(device: torch.device) -> CudaColour | None:
-    """The fused CuPy colour kernels of a GPU, or None: the CPU, or CuPy missing (colour.py in torch)."""
+    """The fused CuPy colour kernels of a GPU, or None: the CPU, or CuPy missing (colour.py in torch).
+    One per GPU for the process, so every pipeline and clip shares the compiled modules."""
     if device.type != "cuda":
         return None
     try:
         import cupy  # noqa: F401 - deferred: optional (the cuda extra)
     except ImportError:
         return None
+    return _kernels_of(resolve_device(device))
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels_of(device: torch.device) -> CudaColour:
     return CudaColour(device)
 
 

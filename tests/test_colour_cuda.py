@@ -125,6 +125,15 @@ def test_layout_shapes():
     assert PlaneLayout.for_spec(spec_of(Matrix.BT709, False, 8, "422"), 11, 7).shapes[1] == (7, 6)
 
 
+def test_rebind_replaces_only_the_addresses():
+    spec = spec_of(Matrix.BT709, False, 8)
+    values = colour_cuda.to_planes_args(spec, PlaneLayout.for_spec(spec, 4, 4), torch.zeros(1, 3, 4, 4), 4096, 1)
+    launch = colour_cuda.Launch(None, "kernel", TO_PLANES_ARGS, values)
+    moved = launch.rebind(src=8192)
+    assert moved.args == colour_cuda.pack(TO_PLANES_ARGS, {**values, "src": 8192}) and moved.grid == launch.grid
+    assert launch.args == colour_cuda.pack(TO_PLANES_ARGS, values)  # the prepared launch is untouched
+
+
 def test_pack_refuses_missing_or_extra_arguments():
     values = colour_cuda.to_planes_args(spec_of(Matrix.BT601, False, 8), PlaneLayout.for_spec(
         spec_of(Matrix.BT601, False, 8), 4, 4), torch.zeros(1, 3, 4, 4), 0, 1)
