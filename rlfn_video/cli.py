@@ -510,13 +510,16 @@ def image(
 Models = Annotated[Optional[list[str]], typer.Option("--model", help="Model name (repeatable): rlfn_s, rlfn_s_video "
                                                   "(when shipped), or an architecture for --weights.")]
 WeightsList = Annotated[Optional[list[Path]], typer.Option("--weights", help="Weights file (repeatable; ours or "
-                                                           "official RLFN). One --weights with one --model: the file, "
-                                                           "checked against the name.")]
+                                                           "official RLFN). Given as often as --model, they pair up in "
+                                                           "order: each name checks its file.")]
 
 
 def _engine_specs(models: list[str], weights: list[Path]) -> list[tuple[str | None, Path | None]]:
-    """(model, weights) per engine: one --weights with at most one --model is one engine (the name
-    checks the file, as before); otherwise one engine per --model and one per --weights."""
+    """(model, weights) per engine: --model and --weights given equally often pair up in order (each
+    name checks its file; one of each is one engine); otherwise one engine per --model and one per
+    --weights."""
+    if models and len(models) == len(weights):
+        return list(zip(models, weights))
     if len(weights) <= 1 and len(models) <= 1:
         return [(models[0] if models else None, weights[0] if weights else None)]
     return [(m, None) for m in models] + [(None, w) for w in weights]

@@ -447,3 +447,15 @@ def test_bad_option_values_fail_before_any_work(fake_upscale, args, message):
     res = runner.invoke(app, ["in.mp4", "out.mp4", *args])
     assert res.exit_code != 0 and message in res.output, res.output
     assert len(res.output.strip().splitlines()) == 1 and not fake_upscale
+
+
+def test_model_and_weights_given_equally_often_pair_up_in_order(tmp_path):
+    from rlfn_video.cli import _engine_specs
+
+    a, b = tmp_path / "a.pth", tmp_path / "b.pth"
+    assert _engine_specs(["rlfn_s", "rlfn"], [a, b]) == [("rlfn_s", a), ("rlfn", b)]
+    assert _engine_specs(["rlfn_s"], [a]) == [("rlfn_s", a)]
+    assert _engine_specs([], []) == [(None, None)]
+    # unequal counts: one engine per name and one per file, as before
+    assert _engine_specs(["rlfn_s", "rlfn_s_video"], [a]) == [("rlfn_s", None), ("rlfn_s_video", None), (None, a)]
+    assert _engine_specs([], [a, b]) == [(None, a), (None, b)]
