@@ -22,6 +22,10 @@ _X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium
                  "placebo")
 _PRESETS = {"libx264": _X26X_PRESETS, "libx264rgb": _X26X_PRESETS, "libx265": _X26X_PRESETS}
 _CRF = {"libx264": (0, 51), "libx264rgb": (0, 51), "libx265": (0, 51)}  # their AVOption says -1..FLT_MAX
+# libx265 (this PyAV wheel's) writes different bytes for the same frames when they are 64 px wide or
+# less, and corrupted the heap at 48 px (measured 2026-12-02; height does not matter): narrower
+# frames are refused for it (`check_size`), or padded where only the decoded pixels count.
+MIN_WIDTH = {"libx265": 66}
 _NUMERIC = {OptionType.INT, OptionType.INT64, OptionType.UINT64, OptionType.UINT, OptionType.DOUBLE,
             OptionType.FLOAT, OptionType.BOOL}
 _SI = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}
@@ -120,6 +124,14 @@ def video_encoder(codec: str) -> av.codec.Codec:
     if enc.type != "video":
         raise EncoderError(f"{codec!r} is a {enc.type} encoder, not a video one")
     return enc
+
+
+def check_size(codec: str, width: int, height: int) -> None:
+    """Refuse frames the encoder is known to mishandle (`MIN_WIDTH`)."""
+    least = MIN_WIDTH.get(codec)
+    if least and width < least:
+        raise EncoderError(f"{codec} is unreliable on frames under {least} px wide (corrupt output or a crash); "
+                           f"the output is {width}x{height}: use libx264 or a larger scale")
 
 
 def check(codec: str, *, crf: float | None = None, preset: str | None = None, bitrate: str | int | None = None,

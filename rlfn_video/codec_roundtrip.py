@@ -3,7 +3,8 @@
 Used to make compressed-video LR for training (train/degrade.py) and for the compressed-video
 benchmark (`rlfn-video eval --crf ...`). Colour goes through `colour.py` both ways with an explicit
 matrix, range and chroma siting (no swscale guess); the encoder sees planar 4:2:0 at 8 bits.
-Encoders run single-threaded, so the same input, codec and settings always give the same output.
+Encoders run single-threaded, so the same input, codec and settings always give the same output
+(frames too narrow for libx265, which is not deterministic there, are padded for it).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from . import colour
+from .codec_options import MIN_WIDTH
 from .media import plane_view
 
 # encoder -> the decoder that reads its packets
@@ -42,6 +44,11 @@ def roundtrip(rgb: torch.Tensor, *, codec: str = "libx264", crf: float = 23, pre
     n, _, h, w = rgb.shape
     if h % 2 or w % 2:
         raise ValueError(f"frames of {w}x{h}: 4:2:0 needs an even width and height")
+    least = MIN_WIDTH.get(codec, 0)
+    if w < least:  # too narrow for this encoder: encode with the edge column repeated, then crop
+        pad = rgb[..., -1:].expand(*rgb.shape[:-1], least - w)
+        return roundtrip(torch.cat([rgb, pad], -1), codec=codec, crf=crf, preset=preset, matrix=matrix,
+                         full_range=full_range, gop=gop)[..., :w]
     spec = colour.ColourSpec(matrix=colour.Matrix(matrix), full_range=full_range, bit_depth=8, subsampling="420",
                              chroma_loc="left")
     planes = [p.to(torch.uint8).numpy() for p in colour.rgb_to_planes(rgb.float().cpu(), spec)]

@@ -78,6 +78,7 @@ def plan_video(info: VideoInfo, *, width: int, height: int, codec: str = "libx26
     `model_size`: the upscaled planes' size, when it differs from the encoded `width` x `height`
     (a target size, target_size.py): each frame is resized with swscale's Lanczos before encoding."""
     enc = codec_options.video_encoder(codec)
+    codec_options.check_size(codec, width, height)
     available = [f.name for f in enc.video_formats or []]
     options, bit_rate = codec_options.encoder_options(codec, enc.create("video"), crf=crf, preset=preset,
                                                       bitrate=bitrate, extra=encoder_options)

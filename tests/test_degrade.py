@@ -68,6 +68,15 @@ def test_high_crf_codec_makes_blocking_the_hr_does_not_have(photo):
     assert (hevc - lr).abs().mean() > (gentle - lr).abs().mean()  # HEVC at high CRF loses more than x264 at 18
 
 
+def test_libx265_roundtrip_of_narrow_frames_is_deterministic(photo):
+    """libx265 alone is not deterministic at 64 px wide or less (and crashed at 48): such frames are
+    padded for it, so the same frames give the same decoded pixels every time."""
+    clip = torch.stack([photo[:, i:i + 96, i:i + 48] for i in range(3)]) / 255
+    runs = [roundtrip(clip, codec="libx265", crf=21, preset="medium") for _ in range(6)]
+    assert runs[0].shape == clip.shape and all(torch.equal(runs[0], r) for r in runs)
+    assert (runs[0] - clip).abs().mean() < 0.03
+
+
 def test_420_halves_chroma_resolution_and_keeps_luma(photo):
     h, w = 64, 64
     stripes = torch.zeros(3, h, w)
@@ -125,6 +134,38 @@ def test_video_like_crop_is_degraded_and_aligned(photo):
     ref = imresize(hr.float(), 0.5, quantize=True)
     shifted = imresize(torch.roll(hr.float(), 6, dims=-1), 0.5, quantize=True)
     assert (lr.float() - ref).abs().mean() < 0.5 * (lr.float() - shifted).abs().mean()
+
+
+def test_subpixel_pan_downscales_each_hr_window_on_its_own(photo, monkeypatch):
+    """With `subpixel`, clip frames move by whole HR pixels (fractions of an LR pixel): frame k is
+    MATLAB bicubic of the HR window shifted k steps, the kept middle one of the target window."""
+    clips = []
+
+    def keep(frames, **_):
+        clips.append(frames.clone())
+        return frames
+
+    monkeypatch.setattr("train.degrade.roundtrip", keep)
+    cfg = Degradation.from_dict({"crop": 32, "codec": {"p": 1.0, "frames": 3, "motion": 2, "subpixel": True}})
+    scale, m = 4, margin(cfg)
+    region = photo[:, : (32 + m) * scale, : (32 + m) * scale].round().byte()
+    fractional = 0
+    for seed in range(6):
+        lr, hr, _ = degrade(region, scale, cfg, np.random.default_rng(seed))
+        frames = clips[-1] * 255
+        base = m // 2 * scale
+        # find the per-frame HR step: frame 0 is the window at base - step
+        matches = [(dy, dx) for dy in range(-8, 9) for dx in range(-8, 9)
+                   if torch.allclose(frames[0], imresize(region[:, base - dy:base - dy + 128, base - dx:base - dx + 128]
+                                                         .float(), 1 / scale, quantize=True), atol=1e-3)]
+        assert len(matches) == 1, f"seed {seed}: frame 0 is no single shifted window ({len(matches)} matches)"
+        dy, dx = matches[0]
+        win = region[:, base + dy:base + dy + 128, base + dx:base + dx + 128].float()
+        assert torch.allclose(frames[2], imresize(win, 1 / scale, quantize=True), atol=1e-3)
+        assert torch.equal(hr, region[:, base:base + 128, base:base + 128])
+        assert torch.equal(lr, imresize(hr.float(), 1 / scale, quantize=True).round().byte())
+        fractional += dy % scale != 0 or dx % scale != 0
+    assert fractional >= 3  # most draws are not whole LR pixels
 
 
 def test_unknown_keys_are_refused():

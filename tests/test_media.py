@@ -228,6 +228,14 @@ def test_plan_refuses(tmp_path, kw, message):
         encode.plan_video(info, width=99, height=75, **kw)
 
 
+def test_plan_refuses_frames_too_narrow_for_libx265(tmp_path):
+    info = info_for(tmp_path, size=(32, 32))
+    with pytest.raises(EncoderError, match="libx265 is unreliable on frames under 66 px wide.*64x64"):
+        encode.plan_video(info, width=64, height=64, codec="libx265")
+    assert encode.plan_video(info, width=66, height=64, codec="libx265").width == 66
+    assert encode.plan_video(info, width=64, height=64, codec="libx264").width == 64
+
+
 def test_plan_passes_options(tmp_path):
     plan = encode.plan_video(info_for(tmp_path), width=128, height=96, crf=20, preset="veryfast")
     assert plan.options == {"crf": "20", "preset": "veryfast"}

@@ -1,6 +1,5 @@
 """MATLAB-compatible bicubic resize, checked against the benchmark sets' MATLAB-made LR files."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -4,7 +4,8 @@ sensor noise, 4:2:0 chroma and real H.264/HEVC (or JPEG) compression.
 A recipe's `[degrade]` table (see train/recipes/rlfn_s_video_x4.toml) gives each step a
 probability and ranges; every random choice comes from one seeded numpy Generator, so the same
 seed gives the same LR. The order follows how video is made: blur and resample the whole HR
-region (optics, scaler), cut a short clip of windows moving a few LR pixels per frame, add noise
+region (optics, scaler), cut a short clip of windows moving a few LR pixels per frame (with `subpixel`, a
+few HR pixels, each window downscaled on its own: a pan's fractional motion), add noise
 per frame (it is not the same in two frames), then 4:2:0 and a real encoder over the clip (the
 middle frame, a P/B frame, is kept) or a JPEG of the still. Encoders need frames of realistic
 size, so crops are `crop` LR pixels (default 128) and `DegradedSampler` degrades a cache of them
@@ -67,6 +68,7 @@ class Codec:
     presets: tuple[str, ...] = ("veryfast", "faster", "medium")
     frames: int = 3  # clip length; the middle frame is kept
     motion: int = 2  # largest shift per frame, LR pixels
+    subpixel: bool = False  # shifts in HR pixels (1/scale LR steps), each frame downscaled on its own
 
 
 @dataclass
@@ -201,21 +203,33 @@ def degrade(hr: torch.Tensor, scale: int, cfg: Degradation, rng: np.random.Gener
             sy, theta = sx, 0.0
         x = blur(x, gaussian_kernel(sx, sy, theta))
         steps.append(f"blur {sx:.2f}x{sy:.2f}")
-    size = ((c + m), (c + m))
     if rng.random() < cfg.resize.p:
         mid = rng.uniform(*cfg.resize.mid)
         m1, m2 = (cfg.resize.methods[int(rng.integers(len(cfg.resize.methods)))] for _ in range(2))
-        inner = (max(size[0], round(size[0] * mid)), max(size[1], round(size[1] * mid)))
-        lr = resize_to(resize_to(x, inner, m1), size, m2)
+
+        def down(im: torch.Tensor) -> torch.Tensor:
+            size = (im.shape[-2] // scale, im.shape[-1] // scale)
+            inner = (max(size[0], round(size[0] * mid)), max(size[1], round(size[1] * mid)))
+            return resize_to(resize_to(im, inner, m1), size, m2)
         steps.append(f"resize {m1}->{m2} via x{mid:.2f}")
     else:  # MATLAB bicubic, rounded per axis like the benchmarks' LR files
-        lr = imresize(x, 1 / scale, quantize=True)
-    # the clip: windows moving by (dy, dx) LR pixels per frame; the middle one is the target
+        def down(im: torch.Tensor) -> torch.Tensor:
+            return imresize(im, 1 / scale, quantize=True)
+    # the clip: windows moving by (dy, dx) per frame; the middle one is the target. Whole LR pixels
+    # cut from one LR image, or (subpixel) HR pixels, each HR window downscaled: a pan's real motion
     n = cfg.codec.frames if cfg.codec.p > 0 else 1
-    dy, dx = (int(rng.integers(-cfg.codec.motion, cfg.codec.motion + 1)) for _ in range(2)) if n > 1 else (0, 0)
+    unit = scale if cfg.codec.subpixel else 1
+    reach = cfg.codec.motion * unit
+    dy, dx = (int(rng.integers(-reach, reach + 1)) for _ in range(2)) if n > 1 else (0, 0)
     mid_k = n // 2
-    offsets = [(m // 2 + (k - mid_k) * dy, m // 2 + (k - mid_k) * dx) for k in range(n)]
-    frames = torch.stack([lr[:, oy:oy + c, ox:ox + c] for oy, ox in offsets])
+    base = m // 2 * unit
+    offsets = [(base + (k - mid_k) * dy, base + (k - mid_k) * dx) for k in range(n)]
+    if unit == 1:
+        lr = down(x)
+        frames = torch.stack([lr[:, oy:oy + c, ox:ox + c] for oy, ox in offsets])
+    else:
+        side = c * scale
+        frames = torch.stack([down(x[:, oy:oy + side, ox:ox + side]) for oy, ox in offsets])
     noisy = rng.random() < cfg.noise.p
     if noisy:
         frames = torch.stack([add_noise(f, rng, cfg.noise) for f in frames])
@@ -235,9 +249,9 @@ def degrade(hr: torch.Tensor, scale: int, cfg: Degradation, rng: np.random.Gener
     elif rng.random() < cfg.chroma.p:
         frames = chroma_420(frames)
         steps.append("420")
-    oy, ox = offsets[mid_k]
+    oy, ox = (o * scale // unit for o in offsets[mid_k])  # HR pixels
     lr_out = frames[mid_k].round().clamp(0, 255).byte()
-    hr_out = hr[:, oy * scale:(oy + c) * scale, ox * scale:(ox + c) * scale]
+    hr_out = hr[:, oy:oy + c * scale, ox:ox + c * scale]
     return lr_out, hr_out.clone(), steps
 
 
