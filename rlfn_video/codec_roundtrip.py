@@ -3,8 +3,10 @@
 Used to make compressed-video LR for training (train/degrade.py) and for the compressed-video
 benchmark (`rlfn-video eval --crf ...`). Colour goes through `colour.py` both ways with an explicit
 matrix, range and chroma siting (no swscale guess); the encoder sees planar 4:2:0 at 8 bits.
-Encoders run single-threaded, so the same input, codec and settings always give the same output
-(frames too narrow for libx265, which is not deterministic there, are padded for it).
+Encoders run single-threaded. At the training crops' 128 px the same input, codec and settings
+gave the same output in every trial; narrower clips now and then did not (libx264 at 80 px,
+libx265 at 64 px and less, cause not found: not the frames' row padding). libx265 also corrupted
+the heap at 48 px, so frames narrower than `codec_options.MIN_WIDTH` are padded for it.
 """
 
 from __future__ import annotations

@@ -249,9 +249,9 @@ def degrade(hr: torch.Tensor, scale: int, cfg: Degradation, rng: np.random.Gener
     elif rng.random() < cfg.chroma.p:
         frames = chroma_420(frames)
         steps.append("420")
-    oy, ox = (o * scale // unit for o in offsets[mid_k])  # HR pixels
+    b = m // 2 * scale  # the middle frame's window, in HR pixels, whatever the motion unit
     lr_out = frames[mid_k].round().clamp(0, 255).byte()
-    hr_out = hr[:, oy:oy + c * scale, ox:ox + c * scale]
+    hr_out = hr[:, b:b + c * scale, b:b + c * scale]
     return lr_out, hr_out.clone(), steps
 
 
