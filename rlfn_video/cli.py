@@ -533,7 +533,7 @@ def _label(model: str | None, weights: Path | None, engine) -> str:
 def eval_(
     data: Annotated[Optional[list[Path]], typer.Option(help="Benchmark set folder(s) with HR/ (and LR_bicubic/X{s}/); "
                                                        "required unless --compressed (default there: Set14 and Kodak "
-                                                       "from ../shared).")] = None,
+                                                       "from ../shared; video files also, for real motion).")] = None,
     scale: Scale = 4,
     model: Models = None,
     weights: WeightsList = None,
@@ -632,7 +632,7 @@ def _eval_compressed(data: list[Path] | None, scale: int, models: list[str], fil
     if err.is_terminal:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        bar = Progress(TextColumn("compressed benchmark, images"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        bar = Progress(TextColumn("compressed benchmark, sequences"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                        TextColumn("eta"), TimeRemainingColumn(), console=err)
 
     def progress(done: int, total: int) -> None:
@@ -651,8 +651,8 @@ def _eval_compressed(data: list[Path] | None, scale: int, models: list[str], fil
         if bar is not None:
             bar.__exit__(None, None, None)
     out = _stdout()
-    table = Table(title=f"compressed video x{scale}: {result.images} images ({', '.join(result.sets)}), "
-                        f"{frames}-frame pans, {eval_video.CODEC} {eval_video.PRESET} 4:2:0")
+    table = Table(title=f"compressed video x{scale}: {result.images} sequences ({', '.join(result.sets)}), "
+                        f"{frames} frames each, {eval_video.CODEC} {eval_video.PRESET} 4:2:0")
     table.add_column("input")
     for name in result.upscalers:
         table.add_column(f"{name} PSNR", justify="right")

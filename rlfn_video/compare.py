@@ -87,7 +87,8 @@ def _frames(source: media.Source):
     return (p for p in source if isinstance(p, media.Picture))
 
 
-def _rgb(pic: media.Picture, info: media.VideoInfo) -> torch.Tensor:
+def picture_rgb(pic: media.Picture) -> torch.Tensor:
+    """(3, H, W) float32 RGB in [0, 1] of a decoded frame, with its own matrix, range and siting."""
     return colour.planes_to_rgb([torch.from_numpy(p) for p in pic.planes], pic.colour)
 
 
@@ -113,17 +114,17 @@ def grab_frame(src: str | os.PathLike, at: float) -> Grab:
             found = _seek(src, info, t0 + when)
             if found is not None:
                 pic, t = found
-                return Grab(_rgb(pic, info), float(t - t0), None, info)
+                return Grab(picture_rgb(pic), float(t - t0), None, info)
         prev, prev_t, gap = first, t0, None
         for pic in frames:
             t = pic.pts * pic.time_base
             if t - t0 > when:
-                return Grab(_rgb(prev, info), float(prev_t - t0), prev.index, info)
+                return Grab(picture_rgb(prev), float(prev_t - t0), prev.index, info)
             gap, prev, prev_t = t - prev_t, pic, t
     end = prev_t - t0 + _frame_step(info, gap)
     if when >= end:
         raise UnsupportedInputError(f"{src}: time {at:g} s is past the end of the video ({float(end):.3f} s)")
-    return Grab(_rgb(prev, info), float(prev_t - t0), prev.index, info)
+    return Grab(picture_rgb(prev), float(prev_t - t0), prev.index, info)
 
 
 def _seek(src: Path, info: media.VideoInfo, target: Fraction) -> tuple[media.Picture, Fraction] | None:

@@ -5,7 +5,11 @@ Protocol (`rlfn-video eval --compressed`; `evaluate_compressed`, `score_video_mo
 1. Sequences. Each HR image of the sets (default: Set14 and Kodak from ../shared) becomes a slow
    pan of `frames` frames (default 8): an HR window moving `PAN` = 2 px right and 1 px down per
    frame, as large as fits the whole pan, cropped to a multiple of 2 x scale (so the LR frames
-   have even sizes, as 4:2:0 needs).
+   have even sizes, as 4:2:0 needs). A video file among the sets gives real motion instead:
+   `CLIP_WINDOWS` runs of `frames` consecutive frames, evenly spaced through it, each decoded
+   frame (RGB by `colour.py` with the file's own matrix and range, rounded to 8 bits, centre
+   crop to a multiple of 2 x scale) the HR. Such a source is itself lossy, so its HR carries the
+   source's artifacts: good for comparing upscalers on real content, not as absolute quality.
 2. LR. Each HR frame is downscaled by MATLAB bicubic and rounded to 8 bits (`resize.downscale`,
    as `evaluate.py` makes benchmark LR).
 3. Codec. The LR frames are encoded as one clip with libx264, preset medium, 4:2:0, BT.709
@@ -15,7 +19,7 @@ Protocol (`rlfn-video eval --compressed`; `evaluate_compressed`, `score_video_mo
    pipeline.
 4. Scores. Each upscaled frame is scored against its own HR frame by `evaluate.score` (SR rounded
    to 8 bits; Y of BT.601 studio swing in float; `scale` px border cropped; Y-PSNR and SSIM),
-   averaged over the frames of a sequence, then over all images of all sets (pooled). The "mean"
+   averaged over the frames of a sequence, then over all sequences of all sets (pooled). The "mean"
    row averages the clean row and the CRF rows: the single number the video default is chosen by.
 
 Upscalers are MATLAB bicubic (`evaluate.bicubic_upscaler`) and any `Engine` (or callable
@@ -28,6 +32,9 @@ Stored format (checkpoint metadata key "eval_video", what `score_video_model` re
      "mean":  {"psnr": ..., "ssim": ...},                 # over clean and the CRFs
      "protocol": {"version": 1, "scale": 4, "sets": ["Set14", "kodak"], "images": 38, "frames": 8,
                   "pan": [2, 1], "codec": "libx264", "preset": "medium"}}
+
+("images" counts sequences: one per image, up to `CLIP_WINDOWS` per video file; "pan" applies to
+the images only.)
 
 PSNR in dB rounded to 3 decimals, SSIM to 4 (as the "eval" key of Set5/Set14 scores). CRF keys
 are strings (JSON object keys). Scores are comparable only under the same "protocol".
@@ -52,13 +59,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import media
 from .codec_roundtrip import roundtrip
+from .compare import picture_rgb
 from .errors import RlfnError, UnsupportedInputError
 from .evaluate import Upscaler, bicubic_upscaler, pairs, read_rgb, score
 from .resize import downscale
 
 CRFS = (18, 23, 28, 33)
 FRAMES = 8
+CLIP_WINDOWS = 4  # sequences per video file
 PAN = (2, 1)  # HR pixels per frame: right, down
 CODEC = "libx264"
 PRESET = "medium"
@@ -68,7 +78,7 @@ CLEAN = "clean"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_SETS = (SHARED_DATA / "benchmarks" / "Set14", SHARED_DATA / "train" / "kodak")
 
-Progress = Callable[[int, int], None]  # (images done, images in all)
+Progress = Callable[[int, int], None]  # (sequences done, sequences in all)
 
 
 def default_sets() -> list[Path]:
@@ -104,6 +114,68 @@ def make_sequence(name: str, hr255: torch.Tensor, scale: int, frames: int = FRAM
     return VideoSequence(name, windows, (lr / 255.0).float())
 
 
+def _crop_to(hr: torch.Tensor, unit: int) -> torch.Tensor:
+    """The centre of (..., H, W), each side cut to a multiple of `unit`."""
+    h, w = hr.shape[-2] // unit * unit, hr.shape[-1] // unit * unit
+    y, x = (hr.shape[-2] - h) // 2, (hr.shape[-1] - w) // 2
+    return hr[..., y:y + h, x:x + w]
+
+
+def _frame_count(path: Path) -> int:
+    known = media.probe(path).frames
+    if known:
+        return known
+    with media.Source(path) as source:
+        return sum(isinstance(p, media.Picture) for p in source)
+
+
+def clip_windows(path: Path, frames: int = FRAMES, windows: int = CLIP_WINDOWS) -> list[int]:
+    """First frame index of each window: as many as fit without overlap (at most `windows`),
+    evenly spaced from the first frame to the last."""
+    total = _frame_count(path)
+    if total < frames:
+        raise UnsupportedInputError(f"{path}: {total} frame(s), fewer than the {frames} of one sequence")
+    n = min(windows, total // frames)
+    return [round(k * (total - frames) / (n - 1)) if n > 1 else (total - frames) // 2 for k in range(n)]
+
+
+def clip_sequences(path: str | Path, scale: int, frames: int = FRAMES, windows: int = CLIP_WINDOWS) -> list[VideoSequence]:
+    """The real-motion sequences of a video file (module docstring, step 1)."""
+    path = Path(path)
+    starts = clip_windows(path, frames, windows)
+    wanted = {s + i for s in starts for i in range(frames)}
+    got: dict[int, torch.Tensor] = {}
+    with media.Source(path) as source:
+        for pic in source:
+            if isinstance(pic, media.Picture) and pic.index in wanted:
+                got[pic.index] = picture_rgb(pic).double().mul(255).round()
+                if len(got) == len(wanted):
+                    break
+    if len(got) < len(wanted):
+        raise UnsupportedInputError(f"{path}: decoded {len(got)} of the {len(wanted)} frames its sequences need")
+    unit = 2 * scale
+    out = []
+    for s in starts:
+        hr = _crop_to(torch.stack([got[s + i] for i in range(frames)]), unit)
+        if min(hr.shape[-2:]) < unit:
+            raise UnsupportedInputError(f"{path}: frames too small for x{scale}")
+        lr = downscale(hr, scale, quantize=True)
+        out.append(VideoSequence(f"{path.stem}@{s}", hr, (lr / 255.0).float()))
+    return out
+
+
+def _plan(entries: Sequence[Path], scale: int, frames: int) -> list[tuple[int, Callable[[], list[VideoSequence]]]]:
+    """(sequences it gives, loader) per image of a folder and per video file."""
+    plan: list[tuple[int, Callable[[], list[VideoSequence]]]] = []
+    for entry in entries:
+        if entry.is_file():
+            plan.append((len(clip_windows(entry, frames)), lambda e=entry: clip_sequences(e, scale, frames)))
+        else:
+            plan += [(1, lambda n=name, p=path: [make_sequence(n, read_rgb(p), scale, frames)])
+                     for name, path, _ in pairs(entry, scale)]
+    return plan
+
+
 def degrade(lr: torch.Tensor, crf: int | None) -> torch.Tensor:
     """The decoded clip at `crf` (None: the clean frames)."""
     if crf is None:
@@ -128,7 +200,7 @@ class VideoScores:
     rows: list[str]
     upscalers: list[str]
     sets: list[str]
-    images: int
+    images: int  # sequences: one per image, up to CLIP_WINDOWS per video file
     frames: int
     scores: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
@@ -179,27 +251,31 @@ def _score_frames(up: Upscaler, frames: torch.Tensor, hr: torch.Tensor, scale: i
 def evaluate_compressed(upscalers: Mapping[str, Upscaler], scale: int, *, sets: Iterable[str | Path] | None = None,
                         crfs: Sequence[int] = CRFS, frames: int = FRAMES,
                         progress: Progress | None = None) -> VideoScores:
-    """Score each upscaler (name -> callable) on the compressed sequences of `sets` (None: Set14
-    and Kodak from ../shared, those present). Rows: "clean", then each CRF in the order given."""
+    """Score each upscaler (name -> callable) on the compressed sequences of `sets`: image folders
+    and video files (None: Set14 and Kodak from ../shared, those present). Rows: "clean", then each
+    CRF in the order given."""
     crfs = list(dict.fromkeys(crfs))  # a CRF named twice is one row
     _check(crfs, frames)
     if not upscalers:
         raise RlfnError("nothing to score: no upscalers given")
     folders = [Path(p) for p in sets] if sets is not None else default_sets()
-    images = [(folder.name, name, hr) for folder in folders for name, hr, _ in pairs(folder, scale)]
+    plan = _plan(folders, scale, frames)
+    total = sum(n for n, _ in plan)
     rows: list[int | None] = [None, *crfs]
-    per_image: dict[str, dict[str, list[tuple[float, float]]]] = {u: {row_key(r): [] for r in rows} for u in upscalers}
-    for done, (_, name, path) in enumerate(images):
-        seq = make_sequence(name, read_rgb(path), scale, frames)
-        for crf in rows:
-            decoded = degrade(seq.lr, crf)
-            for label, up in upscalers.items():
-                per_image[label][row_key(crf)].append(_score_frames(up, decoded, seq.hr, scale))
-        if progress is not None:
-            progress(done + 1, len(images))
+    per_seq: dict[str, dict[str, list[tuple[float, float]]]] = {u: {row_key(r): [] for r in rows} for u in upscalers}
+    done = 0
+    for _, load in plan:
+        for seq in load():
+            for crf in rows:
+                decoded = degrade(seq.lr, crf)
+                for label, up in upscalers.items():
+                    per_seq[label][row_key(crf)].append(_score_frames(up, decoded, seq.hr, scale))
+            done += 1
+            if progress is not None:
+                progress(done, total)
     result = VideoScores(scale=scale, rows=[row_key(r) for r in rows], upscalers=list(upscalers),
-                         sets=[f.name for f in folders], images=len(images), frames=frames)
-    for label, by_row in per_image.items():
+                         sets=[f.name for f in folders], images=total, frames=frames)
+    for label, by_row in per_seq.items():
         result.scores[label] = {r: (float(np.mean([p for p, _ in v])), float(np.mean([s for _, s in v])))
                                 for r, v in by_row.items()}
     return result

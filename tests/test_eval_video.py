@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -13,10 +14,12 @@ from typer.testing import CliRunner
 from rlfn_video import eval_video
 from rlfn_video.cli import app
 from rlfn_video.engine import Engine
+from rlfn_video.errors import UnsupportedInputError
 from rlfn_video.evaluate import bicubic_upscaler, read_rgb
 from rlfn_video.models import save_checkpoint, zoo
 from rlfn_video.resize import imresize
 
+from .conftest import make_clip
 from .sr_models import image_like_rlfn, standin_zoo
 
 SCALE, FRAMES, CRFS = 2, 3, (18, 33)
@@ -135,6 +138,45 @@ def test_bad_requests_are_refused(small_set):
         eval_video.pan(torch.zeros(3, 10, 10), 4, 8)
 
 
+def _decoded_hr(path) -> list[torch.Tensor]:
+    """Every frame of a clip as 0-255 RGB, decoded independently of eval_video (PyAV's own BT.601 conversion)."""
+    with av.open(str(path)) as c:
+        return [torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1).double() for f in c.decode(video=0)]
+
+
+def test_a_video_file_gives_windows_of_real_frames(tmp_path):
+    """14 frames, 3 per sequence: 4 windows, evenly spaced from the first frame to the last; each
+    HR frame is the decoded frame itself (centre crop to a multiple of 2 x scale), in order."""
+    clip = make_clip(tmp_path / "moving.mp4", size=(70, 50), frames=14)
+    assert eval_video.clip_windows(clip, 3) == [0, 4, 7, 11]
+    seqs = eval_video.clip_sequences(clip, SCALE, 3)
+    assert [s.name for s in seqs] == ["moving@0", "moving@4", "moving@7", "moving@11"]
+    frames = _decoded_hr(clip)
+    for seq, start in zip(seqs, (0, 4, 7, 11)):
+        assert seq.hr.shape == (3, 3, 48, 68) and seq.lr.shape == (3, 3, 24, 34)
+        assert torch.equal(seq.hr, seq.hr.round()) and torch.equal(seq.lr * 255, (seq.lr * 255).round())
+        for i in range(3):
+            want = frames[start + i][:, 1:49, 1:69]  # centre crop of 70x50 to 68x48
+            assert (seq.hr[i] - want).abs().mean() < 5  # our conversion against swscale's (chroma upsampling differs at edges)
+            others = [k for k in range(14) if k != start + i]
+            assert all((seq.hr[i] - frames[k][:, 1:49, 1:69]).abs().mean() > (seq.hr[i] - want).abs().mean() for k in others)
+    assert eval_video.clip_windows(clip, 5) == [0, 9]  # two windows fit without overlap
+    assert eval_video.clip_windows(clip, 10) == [2]  # one: the middle
+    with pytest.raises(UnsupportedInputError, match="14 frame\\(s\\), fewer than the 15"):
+        eval_video.clip_windows(clip, 15)
+
+
+def test_folders_and_clips_together(small_set, tmp_path):
+    clip = make_clip(tmp_path / "moving.mp4", size=(70, 50), frames=14)
+    seen = []
+    res = eval_video.evaluate_compressed({"bicubic": bicubic_upscaler(SCALE)}, SCALE, sets=[small_set, clip], crfs=(33,),
+                                         frames=3, progress=lambda done, total: seen.append((done, total)))
+    assert res.images == 6 and res.sets == ["Tiny", "moving.mp4"] and seen == [(k, 6) for k in range(1, 7)]
+    alone = eval_video.evaluate_compressed({"bicubic": bicubic_upscaler(SCALE)}, SCALE, sets=[clip], crfs=(33,), frames=3)
+    assert alone.images == 4 and alone.scores["bicubic"]["clean"][0] > alone.scores["bicubic"]["33"][0]
+    assert alone.as_meta("bicubic")["protocol"]["sets"] == ["moving.mp4"]
+
+
 runner = CliRunner()
 
 
@@ -194,3 +236,19 @@ def test_cli_plain_eval_options_unchanged(small_set):
     assert res.exit_code == 1 and "--crf: only with --compressed" in res.output
     res = runner.invoke(app, ["eval", "-s", "2"])
     assert res.exit_code == 2 and "--data" in res.output
+
+
+def test_cli_scores_a_clip_and_refuses_a_file_that_is_no_video(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", standin_zoo(tmp_path / "weights", clean=(2,), video=(2,)))
+    clip = make_clip(tmp_path / "moving.mp4", size=(70, 50), frames=14)
+    res = runner.invoke(app, ["eval", "--compressed", "--data", str(clip), "--crf", "33", "--frames", "3", "-s", "2",
+                              "--device", "cpu"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "4 sequences (moving.mp4), 3 frames each" in res.output
+    rows = [ln.split("│")[1].strip() for ln in res.output.splitlines() if ln.startswith("│")]
+    assert rows == ["clean", "CRF 33", "mean"], res.output
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video\n")
+    res = runner.invoke(app, ["eval", "--compressed", "--data", str(bad), "-s", "2", "--device", "cpu"])
+    assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1, res.output
+    assert res.output.startswith("error: ") and "notes.mp4" in res.output
