@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from . import atomic, colour, media
-from .errors import OutputError, UnsupportedInputError
+from .errors import OutputError, UnsupportedInputError, check_output_shape
 from .evaluate import Upscaler, bicubic_upscaler
 from .models.rlfn import output_size
 
@@ -172,9 +172,8 @@ def panels(rgb: torch.Tensor, upscalers: Mapping[str, Upscaler], scale: int,
     out_w, out_h = output_size(region.shape[2], region.shape[1], s)
 
     def cut(up: torch.Tensor) -> torch.Tensor:
-        want = (3, out_h, out_w)
-        if tuple(up.shape) != want:
-            raise UnsupportedInputError(f"an upscaler returned {tuple(up.shape)}, not {want}: is it x{s}?")
+        check_output_shape(up, (3, out_h, out_w), what="an upscaler", given=f"a {tuple(region.shape)} crop (is it x{s}?)",
+                           error=UnsupportedInputError)
         return up[:, cy * s:(cy + ch) * s, cx * s:(cx + cw) * s]
 
     nearest = region.repeat_interleave(s, dim=1).repeat_interleave(s, dim=2)

@@ -35,3 +35,10 @@ class OutputExistsError(OutputError):
 
 class EncoderError(RlfnError, ValueError):
     """The requested codec, pixel format or option is not available in this FFmpeg build."""
+
+
+def check_output_shape(out, want: tuple[int, ...], *, what: str, given: str, error: type[RlfnError] = RlfnError) -> None:
+    """Raise `error` unless `out` (an upscaler's result) has the shape `want`: a model of another
+    scale or a wrapper that drops frames is named, not left to fail later or write garbage."""
+    if tuple(out.shape) != tuple(want):
+        raise error(f"{what} returned {tuple(out.shape)} for {given}, not {tuple(want)}")

@@ -62,7 +62,7 @@ import torch
 from . import media
 from .codec_roundtrip import roundtrip
 from .compare import picture_rgb
-from .errors import RlfnError, UnsupportedInputError
+from .errors import RlfnError, UnsupportedInputError, check_output_shape
 from .evaluate import Upscaler, bicubic_upscaler, pairs, read_rgb, score
 from .resize import downscale
 
@@ -122,9 +122,7 @@ def _crop_to(hr: torch.Tensor, unit: int) -> torch.Tensor:
 
 
 def _frame_count(path: Path) -> int:
-    known = media.probe(path).frames
-    if known:
-        return known
+    """Frames that decode (counted: a container's index may promise one more, as box.mp4's does)."""
     with media.Source(path) as source:
         return sum(isinstance(p, media.Picture) for p in source)
 
@@ -239,9 +237,7 @@ def _score_frames(up: Upscaler, frames: torch.Tensor, hr: torch.Tensor, scale: i
     for lr, target in zip(frames, hr):
         sr = up(lr).double().clamp(0, 1).mul(255).round()  # scored where the upscaler left it (a GPU: fast SSIM)
         target = target.to(sr.device)
-        want = tuple(target.shape)
-        if tuple(sr.shape) != want:
-            raise RlfnError(f"the upscaler returned {tuple(sr.shape)} for a {tuple(lr.shape)} frame, not {want}")
+        check_output_shape(sr, tuple(target.shape), what="the upscaler", given=f"a {tuple(lr.shape)} frame")
         p, s = score(sr, target, scale)
         ps.append(p)
         ss.append(s)

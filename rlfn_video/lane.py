@@ -49,7 +49,7 @@ from . import colour
 from .colour import ColourSpec
 from .colour_cuda import CudaColour, Launch, PlaneLayout, to_rgb_args, to_planes_args
 from .devices import resolve_device
-from .errors import RlfnError
+from .errors import RlfnError, check_output_shape
 
 
 def _pinned(count: int, dtype: torch.dtype) -> torch.Tensor:
@@ -250,10 +250,8 @@ class Lane:
             frames.append(torch.stack(tensors).float() if colour_in is None else colour.planes_to_rgb(tensors, colour_in))
         rgb = torch.stack(frames)
         out = self.engine(rgb)
-        want = (n, 3, *self.layout_out.shapes[0])
-        if tuple(out.shape) != want:
-            raise RlfnError(f"the engine returned {tuple(out.shape)} for {n} frame(s) of "
-                            f"{'x'.join(map(str, self.layout_in.shapes[0]))}, not {want}")
+        check_output_shape(out, (n, 3, *self.layout_out.shapes[0]), what="the engine",
+                           given=f"{n} frame(s) of {'x'.join(map(str, self.layout_in.shapes[0]))}")
         dtype = self.layout_out.dtype
         self._results = [tuple(p.cpu().numpy() for p in colour.rgb_to_planes(o, colour_out)) if colour_out is not None
                          else tuple(o.cpu().numpy().astype(dtype)) for o in out]

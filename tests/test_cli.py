@@ -459,3 +459,12 @@ def test_model_and_weights_given_equally_often_pair_up_in_order(tmp_path):
     # unequal counts: one engine per name and one per file, as before
     assert _engine_specs(["rlfn_s", "rlfn_s_video"], [a]) == [("rlfn_s", None), ("rlfn_s_video", None), (None, a)]
     assert _engine_specs([], [a, b]) == [(None, a), (None, b)]
+
+
+def test_compare_names_an_upscaler_of_another_scale():
+    from rlfn_video.compare import panels
+    from rlfn_video.evaluate import bicubic_upscaler
+
+    with pytest.raises(UnsupportedInputError, match=r"an upscaler returned \(3, 64, 96\) for a \(3, 16, 24\) crop "
+                                                    r"\(is it x2\?\), not \(3, 32, 48\)"):
+        panels(torch.rand(3, 16, 24), {"x4": bicubic_upscaler(4)}, 2)

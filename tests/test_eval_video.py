@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from rlfn_video import eval_video
+from rlfn_video import eval_video, media
 from rlfn_video.cli import app
 from rlfn_video.engine import Engine
 from rlfn_video.errors import UnsupportedInputError
@@ -20,6 +20,7 @@ from rlfn_video.models import save_checkpoint, zoo
 from rlfn_video.resize import imresize
 
 from .conftest import make_clip
+from .shared import VIDEOS, needs_videos
 from .sr_models import image_like_rlfn, standin_zoo
 
 SCALE, FRAMES, CRFS = 2, 3, (18, 33)
@@ -136,6 +137,8 @@ def test_bad_requests_are_refused(small_set):
         eval_video.evaluate_compressed({"b": bicubic_upscaler(2)}, 2, sets=[small_set], frames=0)
     with pytest.raises(Exception, match="too small"):
         eval_video.pan(torch.zeros(3, 10, 10), 4, 8)
+    with pytest.raises(Exception, match=r"the upscaler returned \(3, 104, 136\) for a \(3, 26, 34\) frame, not \(3, 52, 68\)"):
+        eval_video.evaluate_compressed({"x4": bicubic_upscaler(4)}, 2, sets=[small_set], crfs=(), frames=2)
 
 
 def _decoded_hr(path) -> list[torch.Tensor]:
@@ -164,6 +167,13 @@ def test_a_video_file_gives_windows_of_real_frames(tmp_path):
     assert eval_video.clip_windows(clip, 10) == [2]  # one: the middle
     with pytest.raises(UnsupportedInputError, match="14 frame\\(s\\), fewer than the 15"):
         eval_video.clip_windows(clip, 15)
+
+
+@needs_videos
+def test_windows_come_from_the_frames_that_decode():
+    """box.mp4's index promises 456 frames, 455 decode: the last window must end at frame 454."""
+    assert media.probe(VIDEOS / "box.mp4").frames == 456
+    assert eval_video.clip_windows(VIDEOS / "box.mp4", 3) == [0, 151, 301, 452]
 
 
 def test_folders_and_clips_together(small_set, tmp_path):
