@@ -137,10 +137,12 @@ def clip_windows(path: Path, frames: int = FRAMES, windows: int = CLIP_WINDOWS) 
     return [round(k * (total - frames) / (n - 1)) if n > 1 else (total - frames) // 2 for k in range(n)]
 
 
-def clip_sequences(path: str | Path, scale: int, frames: int = FRAMES, windows: int = CLIP_WINDOWS) -> list[VideoSequence]:
-    """The real-motion sequences of a video file (module docstring, step 1)."""
+def clip_sequences(path: str | Path, scale: int, frames: int = FRAMES, windows: int = CLIP_WINDOWS, *,
+                   starts: Sequence[int] | None = None) -> list[VideoSequence]:
+    """The real-motion sequences of a video file (module docstring, step 1); `starts`: the
+    windows' first frames when already known (`clip_windows`, which decodes the file to count)."""
     path = Path(path)
-    starts = clip_windows(path, frames, windows)
+    starts = clip_windows(path, frames, windows) if starts is None else list(starts)
     wanted = {s + i for s in starts for i in range(frames)}
     got: dict[int, torch.Tensor] = {}
     with media.Source(path) as source:
@@ -167,7 +169,8 @@ def _plan(entries: Sequence[Path], scale: int, frames: int) -> list[tuple[int, C
     plan: list[tuple[int, Callable[[], list[VideoSequence]]]] = []
     for entry in entries:
         if entry.is_file():
-            plan.append((len(clip_windows(entry, frames)), lambda e=entry: clip_sequences(e, scale, frames)))
+            starts = clip_windows(entry, frames)
+            plan.append((len(starts), lambda e=entry, s=starts: clip_sequences(e, scale, frames, starts=s)))
         else:
             plan += [(1, lambda n=name, p=path: [make_sequence(n, read_rgb(p), scale, frames)])
                      for name, path, _ in pairs(entry, scale)]
