@@ -98,7 +98,8 @@ def test_warm_start_across_scales_and_export(tmp_path, image_dir):
     from train.export import export
 
     Stage(_cfg(image_dir), tmp_path / "x2").run()
-    st = Stage(_cfg(image_dir, scale=3, init=str(tmp_path / "x2" / "last.pt")), tmp_path / "x3")
+    st = Stage(_cfg(image_dir, scale=3, init=str(tmp_path / "x2" / "last.pt")), tmp_path / "x3",
+               runtime=Runtime(channels_last=True))
     assert st.skipped == ["upsampler.0.weight", "upsampler.0.bias"]
     src = torch.load(tmp_path / "x2" / "last.pt", weights_only=True)["model"]
     assert torch.equal(st.model.state_dict()["block_2.c1_r.weight"], src["block_2.c1_r.weight"])
@@ -106,6 +107,10 @@ def test_warm_start_across_scales_and_export(tmp_path, image_dir):
     out = tmp_path / "rlfn_s_x3.pth"
     meta = export([tmp_path / "x2", tmp_path / "x3"], out)
     assert meta["steps"] == 8 and [s["steps"] for s in meta["stages"]] == [4, 4]
+    # each stage states where it ran (recorded by the trainer, not guessed at export)
+    devices = [s["device"] for s in meta["stages"]]
+    assert all(f"{torch.get_num_threads()} threads" in d and torch.__version__ in d for d in devices)
+    assert "channels_last" not in devices[0] and "channels_last" in devices[1]
     desc = load_model(scale=3, model="rlfn_s", weights=out)
     assert desc.value_range == 1.0 and desc.meta["stages"][1]["init"].endswith("last.pt")
 

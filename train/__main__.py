@@ -150,7 +150,7 @@ def bench(
 def export_cmd(
     runs: Annotated[list[Path], typer.Argument(help="Run folders of the stages, first to last.")],
     out: Annotated[Path, typer.Option(help="Weights file to write, e.g. rlfn_video/weights/rlfn_s_x4.pth.")],
-    device_note: Annotated[Optional[str], typer.Option(help="Where the stages ran (default: this machine).")] = None,
+    device_note: Annotated[Optional[str], typer.Option(help="Where the stages ran (default: what each stage recorded, else this machine).")] = None,
 ) -> None:
     """Write shipped weights (our format, metadata, Set5/Set14 scores) from the last stage's run."""
     from .export import export

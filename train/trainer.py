@@ -12,6 +12,7 @@ precision, channels_last, torch.compile, prefetching) and may change between res
 from __future__ import annotations
 
 import json
+import platform
 import queue
 import threading
 import time
@@ -63,6 +64,17 @@ class Runtime:
     channels_last: bool = False
     compile: bool = False
     prefetch: int = 2  # batches drawn ahead by a worker thread; 0: draw in the training loop
+
+
+def describe_device(rt: Runtime) -> str:
+    """Where a stage runs, as the model card states it: chip or CPU, threads, precision, torch."""
+    dev = torch.device(rt.device)
+    if dev.type == "cuda":
+        where = torch.cuda.get_device_name(dev)
+    else:
+        where = f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads".replace("  ", " ")
+    extras = [x for x in (rt.amp, "channels_last" if rt.channels_last else None) if x]
+    return f"{where}{', ' + ' + '.join(extras) if extras else ''}, torch {torch.__version__}"
 
 
 def check_amp(amp: str | None, device: torch.device) -> None:
@@ -221,6 +233,7 @@ class Stage:
                 "step": self.step,
                 "elapsed": self.elapsed,
                 "config": asdict(self.config),
+                "device": describe_device(self.rt),
             },
             self.ckpt_path,
         )
