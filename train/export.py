@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
 import torch
@@ -13,12 +12,9 @@ from rlfn_video.models import RLFN, ModelDescriptor, read_checkpoint, save_check
 from rlfn_video.models.checkpoint import detect_arch
 from rlfn_video.models.rlfn import variant_name
 
+from .trainer import Runtime, describe_device
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
-
-
-def machine() -> str:
-    """This machine: for checkpoints that did not record where they ran (before 2026-12-02)."""
-    return f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, torch {torch.__version__}".replace("  ", " ")
 
 
 def score_sets(engine: Engine, scale: int, sets: list[Path]) -> dict:
@@ -63,7 +59,7 @@ def export(run_dirs: list[Path], out: Path, *, device_note: str | None = None) -
         stages.append({"run": f"{Path(run).parent.name}/{Path(run).name}", "loss": cfg.get("loss", "l1"),
                        "prune_to": cfg.get("prune_to"), "steps": ck["step"], "minutes": round(ck["elapsed"] / 60, 1),
                        "patch": cfg["patch"], "batch": cfg["batch"], "lr": cfg["lr"], "init": cfg["init"],
-                       "data": [Path(d).name for d in cfg["data"]], "device": device_note or ck.get("device") or machine(),
+                       "data": [Path(d).name for d in cfg["data"]], "device": device_note or ck.get("device") or describe_device(Runtime()),  # this CPU: runs from before 2026-12-02
                        **({"degrade": cfg["degrade"]} if cfg.get("degrade") else {})})
     net = RLFN(detect_arch(ck["model"]))  # the width of the last stage (it may be pruned)
     net.load_state_dict(ck["model"])
